@@ -1,0 +1,47 @@
+"""Data sets from scikit-image's bundled images (no download): public test crops and training images.
+
+Test (public benchmark): 256×256 centre crops of camera, astronaut (grey), coins, moon. Training uses only
+*other* bundled images, so no test pixel is ever seen in training.
+"""
+import numpy as np
+
+__all__ = ["TEST_IMAGES", "TRAIN_IMAGES", "load", "centre_crop", "test_set", "noisy_pair"]
+
+TEST_IMAGES = ("camera", "astronaut", "coins", "moon")
+TRAIN_IMAGES = ("brick", "grass", "gravel", "text", "page", "clock", "chelsea", "coffee", "rocket",
+                "hubble_deep_field", "immunohistochemistry", "horse", "cell", "microaneurysms")
+
+
+def load(name):
+    """A bundled scikit-image picture as float64 grey in [0, 1]."""
+    import skimage.data
+    from skimage.color import rgb2gray, rgba2rgb
+    from skimage.util import img_as_float
+    if name in TEST_IMAGES + TRAIN_IMAGES and hasattr(skimage.data, name):
+        img = getattr(skimage.data, name)()
+    else:
+        raise ValueError(f"unknown image '{name}'; expected one of {', '.join(TEST_IMAGES + TRAIN_IMAGES)}")
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = rgba2rgb(img)
+    if img.ndim == 3:
+        img = rgb2gray(img)
+    return img_as_float(img).astype(np.float64)
+
+
+def centre_crop(img, size=256):
+    H, W = img.shape
+    size = min(size, H, W)
+    r, c = (H - size) // 2, (W - size) // 2
+    return np.ascontiguousarray(img[r:r + size, c:c + size])
+
+
+def noisy_pair(clean, sigma255, seed, kind="gaussian"):
+    """(clean, noisy) with noise level ``sigma255`` on the 0–255 scale."""
+    from .noise import add_noise
+    return clean, add_noise(clean, sigma255 / 255.0, kind, seed)
+
+
+def test_set(sigma255, size=256, seed=0):
+    """[(name, clean, noisy)] for the public test crops; seed ``seed + i`` for image ``i``."""
+    return [(name, *noisy_pair(centre_crop(load(name), size), sigma255, seed + i))
+            for i, name in enumerate(TEST_IMAGES)]

@@ -1,0 +1,305 @@
+r"""Learning stable cross-diffusion models by adjoint gradients (Barbeiro & Lobo, JMIV 62, 2020).
+
+Given (clean, noisy) pairs :math:`(c_i, f_i)`, minimise the mean denoising error at the final time
+
+.. math:: J(p) = \frac{1}{n}\sum_i \frac{1}{|\Omega|}\int_\Omega \big(u_i(T; p) - c_i\big)^2\,dx ,
+
+over the parameters :math:`p` of every stage: :math:`d_{11}, d_{22}, \rho, \beta, \lambda, \mu` and the
+non-negative RBF weights of the influence functions :math:`g_{11}, g_{22}` (each with a floor
+:math:`g_{\min} > 0`). The box bounds of :data:`BOUNDS` alone guarantee uniform ellipticity of every iterate:
+:math:`\xi^T D\xi \ge (1-|\rho|)\min(d_{11}, d_{22})\,g_{\min}|\xi|^2`. Gradients are pyadjoint's (the exact
+gradient of the discrete problem); the optimiser is scipy's L-BFGS-B.
+
+The data-set gradient :math:`\sum_i \nabla J_i` is computed one image at a time on a fresh tape, so memory is
+that of one image's evolution; under ``mpiexec`` the images are dealt out over the ranks of an ``Ensemble``
+and the sums are reduced, giving the same model as one rank.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .models import CrossDiffusionModel, Influence, ModelError, make_model, save_model, load_model
+
+__all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "train", "add_commands"]
+
+#: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
+BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
+          "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0)}
+FLOOR = 0.02
+
+
+# ------------------------------------------------------------------------------------ the model
+def fit_rbf(influence, target, samples=201):
+    """Non-negative RBF weights whose :math:`g` best fits ``target(s)`` on the influence's span (NNLS)."""
+    from scipy.optimize import nnls
+    s = np.linspace(-influence.span, influence.span, samples)
+    basis = np.stack([influence.evaluate(s, np.eye(influence.centres)[m]) - influence.floor
+                      for m in range(influence.centres)], axis=1)
+    w, _ = nnls(basis, np.maximum(target(s) - influence.floor, 0.0))
+    return w
+
+
+def learned_template(stages=3, centres=9, time=6.0, steps=12, theta=0.1, k=0.02, span=None):
+    r"""Initial learnable model: Gilboa's NCDF (``theta``, ``k``) with its influence :math:`1/(1+(v/k\theta)^2)`
+    fitted by non-negative RBFs (floor :data:`FLOOR`), copied to every stage."""
+    span = 4 * k * theta if span is None else span
+    g = Influence("rbf", "v", floor=FLOOR, centres=centres, span=span)
+    w = fit_rbf(g, lambda s: 1 / (1 + (s / (k * theta)) ** 2)).tolist()
+    c, s = math.cos(theta), math.sin(theta)
+    stage = dict(d11=c, d22=c, rho=0.0, beta=-s, lam=0.0, mu=0.0, w11=w, w22=w)
+    return CrossDiffusionModel("learned", g11=g, g22=g, stages=[dict(stage) for _ in range(stages)],
+                               time=time, steps=steps,
+                               description="cross-diffusion model learned by fem-crossdiff train")
+
+
+def pack(model):
+    """Stage parameters → flat vector (order: stage, then :attr:`parameter_names`)."""
+    return np.concatenate([np.atleast_1d(st[n]).astype(float) for st in model.stages
+                           for n in model.parameter_names])
+
+
+def unpack(model, x):
+    """Flat vector → list of stage dictionaries shaped like ``model.stages``."""
+    stages, i = [], 0
+    for st in model.stages:
+        new = {}
+        for n in model.parameter_names:
+            size = np.size(st[n])
+            new[n] = x[i:i + size].tolist() if np.ndim(st[n]) else float(x[i])
+            i += size
+        stages.append(new)
+    return stages
+
+
+def bounds(model):
+    return [BOUNDS[n] for st in model.stages for n in model.parameter_names for _ in range(np.size(st[n]))]
+
+
+# ------------------------------------------------------------------------------------------ data
+def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
+    """(clean, noisy) patches from bundled images that are *not* public test images; deterministic in ``seed``."""
+    from .data import TEST_IMAGES, TRAIN_IMAGES, load
+    from .noise import gaussian_noise
+    images = list(images or TRAIN_IMAGES)
+    leaked = sorted(set(images) & set(TEST_IMAGES))
+    if leaked:
+        raise ValueError(f"training images {leaked} are public test images; choose from {', '.join(TRAIN_IMAGES)}")
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for name in images:
+        img = load(name)
+        if min(img.shape) < patch:
+            raise ValueError(f"image '{name}' ({img.shape[0]}×{img.shape[1]}) is smaller than the patch size {patch}")
+        for _ in range(per_image):
+            r = rng.integers(0, img.shape[0] - patch + 1)
+            c = rng.integers(0, img.shape[1] - patch + 1)
+            clean = np.ascontiguousarray(img[r:r + patch, c:c + patch])
+            pairs.append((clean, gaussian_noise(clean, sigma255 / 255.0, seed=int(rng.integers(2 ** 31)))))
+    return pairs
+
+
+# ------------------------------------------------------------------------------ loss and gradient
+class DatasetLoss:
+    """:math:`J(p)` and :math:`\\nabla J(p)` over a data set of equally sized pairs, images split over ranks."""
+
+    def __init__(self, model, pairs, ensemble=None, refine=0, checkpoint_snapshots=None):
+        import firedrake as fd
+        from .images import image_mesh, image_to_function
+        from .timestepping import Evolution
+        shapes = {c.shape for c, _ in pairs} | {f.shape for _, f in pairs}
+        if len(shapes) != 1:
+            raise ValueError(f"all training pairs must have one shape, got {sorted(shapes)}")
+        self.model, self.n = model, len(pairs)
+        self.ensemble = ensemble or fd.Ensemble(fd.COMM_WORLD, 1)
+        ecomm = self.ensemble.ensemble_comm
+        self.mine = [i for i in range(self.n) if i % ecomm.size == ecomm.rank]
+        mesh = image_mesh(shapes.pop(), refine, comm=self.ensemble.comm)
+        self.ev = Evolution(model, mesh)
+        self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
+        self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
+                     for i in self.mine]
+        self.snapshots = checkpoint_snapshots
+        self.evaluations = 0
+
+    def _misfit(self, clean):
+        import firedrake as fd
+        return fd.assemble((self.ev.w[0] - clean) ** 2 * fd.dx) / self.area
+
+    def _reduce(self, local):
+        from mpi4py import MPI
+        return self.ensemble.ensemble_comm.allreduce(local, op=MPI.SUM)
+
+    def set(self, x):
+        self.ev.discrete.set_stages(unpack(self.model, np.asarray(x, dtype=float)))
+
+    def loss(self, x):
+        """:math:`J(p)` without recording anything."""
+        from firedrake.adjoint import stop_annotating
+        self.set(x)
+        with stop_annotating():
+            local = 0.0
+            for clean, noisy in self.data:
+                self.ev.run(noisy)
+                local += float(self._misfit(clean))
+        return self._reduce(local) / self.n
+
+    def loss_and_gradient(self, x):
+        """:math:`(J, \\nabla J)`: one forward run per image on a fresh tape, then its adjoint."""
+        from firedrake.adjoint import (Control, ReducedFunctional, continue_annotation, get_working_tape,
+                                       pause_annotation)
+        self.set(x)
+        controls = self.ev.discrete.controls()
+        J, grad = 0.0, np.zeros_like(np.asarray(x, dtype=float))
+        tape = get_working_tape()
+        for clean, noisy in self.data:
+            tape.clear_tape()
+            continue_annotation()
+            try:
+                self.ev.run(noisy)
+                Ji = self._misfit(clean)
+            finally:
+                pause_annotation()
+            rf = ReducedFunctional(Ji, [Control(c) for c in controls])
+            grad += np.concatenate([np.asarray(d.dat.data_ro).reshape(-1) for d in rf.derivative()])
+            J += float(Ji)
+        tape.clear_tape()
+        self.evaluations += 1
+        return self._reduce(J) / self.n, self._reduce(grad) / self.n
+
+
+def psnr_of_loss(J):
+    return 10 * np.log10(1.0 / J) if J > 0 else float("inf")
+
+
+# --------------------------------------------------------------------------------------- training
+class Checkpoint:
+    """JSON checkpoint written atomically after every optimiser iteration."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def save(self, state):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, self.path)
+
+    def load(self):
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"{self.path}: no checkpoint to resume from")
+        with open(self.path) as fh:
+            return json.load(fh)
+
+
+def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=6.0,
+          centres=9, maxiter=100, resume=False, seed=0, refine=0, log=print, command=None):
+    """Learn a model and save it to ``out`` (JSON). Returns (model, history)."""
+    from mpi4py import MPI
+    from scipy.optimize import minimize
+    rank0 = MPI.COMM_WORLD.rank == 0
+    log = log if rank0 else (lambda *a, **k: None)
+    if not out.endswith(".json"):
+        raise ValueError(f"--out {out}: the model file must end in .json")
+    ckpt = Checkpoint(out + ".checkpoint")
+    settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
+                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine)
+    history, t_used = [], 0.0
+    if resume:
+        state = ckpt.load()
+        if state["settings"] != settings:
+            raise ValueError(f"{ckpt.path}: checkpoint was made with other settings {state['settings']}; "
+                             "rerun with the same options or without --resume")
+        model = CrossDiffusionModel.from_dict(state["model"], ckpt.path)
+        history, t_used = state["history"], state["elapsed"]
+        log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
+    else:
+        if os.path.exists(out):
+            raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
+        model = learned_template(stages=stages, centres=centres, time=time_, steps=steps)
+    pairs = training_pairs(images, sigma255, patch, per_image, seed)
+    loss = DatasetLoss(model, pairs, refine=refine)
+    x0, box = pack(model), bounds(model)
+    x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
+    t0 = time.perf_counter() - t_used
+    last = {}
+
+    def fun(x):
+        J, g = loss.loss_and_gradient(x)
+        last.update(x=x.copy(), J=J, g=g)
+        return J, g
+
+    def callback(xk, *args):
+        x = last["x"] if np.array_equal(last.get("x"), xk) else xk
+        J = last["J"] if x is last["x"] else loss.loss(xk)
+        current = model.with_stages(unpack(model, xk))
+        pg = _projected_gradient(xk, last["g"], box)
+        entry = dict(iteration=len(history) + 1, loss=J, psnr=psnr_of_loss(J), grad=pg,
+                     certificate=current.certificate(), elapsed=time.perf_counter() - t0)
+        history.append(entry)
+        log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
+            f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s")
+        if rank0:
+            ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
+                           elapsed=entry["elapsed"]))
+
+    J0 = loss.loss(x0)
+    log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {stages} stage(s), {steps} steps "
+        f"to T={time_:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); initial loss {J0:.6e} "
+        f"(PSNR {psnr_of_loss(J0):.2f} dB)")
+    interrupted = False
+    try:
+        res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
+                       options=dict(maxiter=max(maxiter - len(history), 0), maxcor=20, ftol=1e-10, gtol=1e-9))
+        x = res.x
+    except KeyboardInterrupt:
+        interrupted = True
+        log(f"\ninterrupted: state of iteration {len(history)} is in {ckpt.path}; continue with --resume")
+        x = pack(CrossDiffusionModel.from_dict(ckpt.load()["model"])) if history else x0
+    final = model.with_stages(unpack(model, x))
+    Jf = loss.loss(x)
+    final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=J0,
+                            final_loss=Jf, final_train_psnr=psnr_of_loss(Jf), iterations=len(history),
+                            elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
+                            gradient_evaluations=loss.evaluations)
+    final.check_elliptic(out)
+    if rank0 and not interrupted:
+        save_model(final, out)
+        log(f"saved {out}: loss {J0:.4e} -> {Jf:.4e} (train PSNR {psnr_of_loss(J0):.2f} -> "
+            f"{psnr_of_loss(Jf):.2f} dB), certificate {final.certificate():.3e}")
+    if interrupted:
+        raise KeyboardInterrupt
+    return final, history
+
+
+def _projected_gradient(x, g, box):
+    """Norm of the gradient projected on the box (zero at a constrained optimum)."""
+    lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
+    return float(np.linalg.norm(np.clip(x - g, lo, hi) - x))
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def add_commands(sub):
+    s = sub.add_parser("train", help="learn a cross-diffusion model from (clean, noisy) pairs")
+    s.add_argument("--out", required=True, help="model JSON to write (never overwritten)")
+    s.add_argument("--images", nargs="+", help="bundled scikit-image names (default: all non-test images)")
+    s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
+    s.add_argument("--patch", type=int, default=64)
+    s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
+    s.add_argument("--stages", type=int, default=3)
+    s.add_argument("--steps", type=int, default=12)
+    s.add_argument("--time", type=float, default=6.0)
+    s.add_argument("--centres", type=int, default=9, help="RBF centres per influence function")
+    s.add_argument("--maxiter", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
+    s.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args):
+    train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
+          stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
+          resume=args.resume, seed=args.seed, command="fem-crossdiff " + " ".join(sys.argv[1:]))

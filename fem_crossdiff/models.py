@@ -1,0 +1,384 @@
+r"""The cross-diffusion–reaction model family and its named special cases.
+
+.. math::
+
+    \partial_t w = \nabla\cdot\big(D(w)\nabla w\big) + R(w, f),\qquad w = (u, v),\quad u(0) = f,\ v(0) = 0,
+
+with Neumann boundaries, :math:`R(w, f) = (\lambda (f-u),\ -\mu v)` and
+
+.. math::
+
+    D = G^{1/2} M G^{1/2} = \begin{pmatrix} d_{11} g_{11} & d_{12}\sqrt{g_{11}g_{22}} \\
+                                           d_{21}\sqrt{g_{11}g_{22}} & d_{22} g_{22}\end{pmatrix},
+    \qquad d_{12} = \rho\sqrt{d_{11}d_{22}} + \beta,\quad d_{21} = \rho\sqrt{d_{11}d_{22}} - \beta .
+
+:math:`M = (d_{ij})` is stored as :math:`(d_{11}, d_{22}, \rho, \beta)`: its symmetric part has eigenvalues
+:math:`\ge \lambda_{\min}(M_s) > 0` whenever :math:`d_{11}, d_{22} > 0` and :math:`|\rho| < 1`, and
+:math:`\xi^T D\xi \ge \lambda_{\min}(M_s)\,\min(g_{11}, g_{22})\,|\xi|^2`. So box bounds on these numbers and a
+floor on the influence functions :math:`g_{ii}` make *every* admissible model uniformly elliptic — the
+stability condition of Araújo et al. and the constraint that keeps learning well posed.
+
+Every named model of the literature is a special case (see :data:`MODELS`). A model is a plain, JSON-friendly
+description (numbers only); :meth:`CrossDiffusionModel.on_mesh` turns it into UFL with its parameters held in
+Firedrake ``Function``\ s on the real space "R", ready to be pyadjoint controls.
+"""
+import inspect
+import json
+import math
+from dataclasses import dataclass, field, asdict
+
+import numpy as np
+
+__all__ = ["Influence", "CrossDiffusionModel", "ModelError", "MODELS", "make_model", "model_help",
+           "COEFFICIENTS", "load_model", "save_model"]
+
+#: Per-stage scalar parameters of every model.
+COEFFICIENTS = ("d11", "d22", "rho", "beta", "lam", "mu")
+#: Default range of the state variables over which the ellipticity certificate is evaluated.
+STATE_RANGE = {"v": 1.0, "grad_u": 1.0}
+FORMAT_VERSION = 1
+
+
+class ModelError(ValueError):
+    """A model name, parameter or file is unusable (the message names it and the admissible values)."""
+
+
+# ------------------------------------------------------------------------------------ influence
+@dataclass(frozen=True)
+class Influence:
+    r"""An influence (edge-stopping) function :math:`g(s)` of the edge indicator :math:`s = v` or :math:`s=|\nabla u|`.
+
+    ``kind``:
+      * ``"one"``: :math:`g = 1`;
+      * ``"rational"``: :math:`g = \text{floor} + (1-\text{floor})/(1 + (s/k)^2)` (Perona–Malik, Gilboa);
+      * ``"exponential"``: :math:`g = \text{floor} + (1-\text{floor})\,e^{-(s/k)^2}`;
+      * ``"rbf"``: :math:`g = \text{floor} + \sum_m w_m e^{-(s-c_m)^2/(2\sigma^2)}`, :math:`w_m\ge 0`
+        (learnable, as in Chen & Pock's TNRD), centres :math:`c_m` evenly spread over ``[-span, span]``.
+    The parameter ``k`` (or the weights ``w``) lives in the model's stage dictionaries under ``k11``/``w11``…
+    """
+    kind: str = "one"
+    variable: str = "v"
+    floor: float = 0.0
+    centres: int = 0
+    span: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in ("one", "rational", "exponential", "rbf"):
+            raise ModelError(f"influence kind '{self.kind}' unknown; expected one, rational, exponential or rbf")
+        if self.variable not in ("v", "grad_u"):
+            raise ModelError(f"influence variable '{self.variable}' unknown; expected 'v' or 'grad_u'")
+        if not (self.floor >= 0 and (self.kind == "rbf" or self.floor < 1)):
+            raise ModelError(f"influence floor must lie in [0, 1) (any value >= 0 for rbf), got {self.floor}")
+        if self.kind == "rbf" and (self.centres < 1 or self.floor <= 0):
+            raise ModelError("an rbf influence needs centres >= 1 and a floor > 0 (the ellipticity margin)")
+
+    @property
+    def centre_values(self):
+        return np.linspace(-self.span, self.span, self.centres) if self.kind == "rbf" else np.zeros(0)
+
+    @property
+    def width(self):
+        return 2 * self.span / max(self.centres - 1, 1)
+
+    def parameter(self, ij):
+        """Name of this influence's stage parameter (``k11``, ``w22`` …) or None."""
+        return {"one": None, "rational": f"k{ij}", "exponential": f"k{ij}", "rbf": f"w{ij}"}[self.kind]
+
+    def evaluate(self, s, p, lib=np):
+        """:math:`g(s)` for the parameter ``p`` (``k`` or the weight vector); ``lib`` is numpy or ufl."""
+        if self.kind == "one":
+            return 1.0 + 0.0 * s if lib is np else 1.0
+        if self.kind == "rational":
+            return self.floor + (1 - self.floor) / (1 + (s / p) ** 2)
+        if self.kind == "exponential":
+            return self.floor + (1 - self.floor) * lib.exp(-(s / p) ** 2)
+        sig2 = 2 * self.width ** 2
+        return self.floor + sum(p[m] * lib.exp(-(s - c) ** 2 / sig2) for m, c in enumerate(self.centre_values))
+
+
+# ----------------------------------------------------------------------------------------- model
+@dataclass
+class CrossDiffusionModel:
+    """A cross-diffusion–reaction model: structure (influence functions) and per-stage parameters.
+
+    ``stages`` is a list of dictionaries with the :data:`COEFFICIENTS` and the influence parameters; stage
+    ``k`` of ``K`` acts on the time steps ``n`` with ``n*K // steps == k``. ``time`` and ``steps`` are the
+    model's default horizon and number of steps.
+    """
+    name: str
+    g11: Influence = field(default_factory=Influence)
+    g22: Influence = field(default_factory=Influence)
+    stages: list = field(default_factory=list)
+    time: float = 1.0
+    steps: int = 10
+    description: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.stages:
+            raise ModelError(f"model '{self.name}' has no parameter stages")
+        self.stages = [self._checked_stage(s, k) for k, s in enumerate(self.stages)]
+        check_horizon(self.time, self.steps)
+
+    # -- parameters ------------------------------------------------------------------------------
+    @property
+    def parameter_names(self):
+        names = list(COEFFICIENTS)
+        for ij, g in (("11", self.g11), ("22", self.g22)):
+            if g.parameter(ij):
+                names.append(g.parameter(ij))
+        return names
+
+    def _checked_stage(self, stage, k):
+        stage = {key: (np.asarray(val, dtype=float).tolist() if np.ndim(val) else float(val))
+                 for key, val in stage.items()}
+        missing = set(self.parameter_names) - set(stage)
+        extra = set(stage) - set(self.parameter_names)
+        if missing or extra:
+            raise ModelError(f"model '{self.name}' stage {k}: missing parameters {sorted(missing)}, "
+                             f"unknown parameters {sorted(extra)}; expected {self.parameter_names}")
+        for key, val in stage.items():
+            if not np.all(np.isfinite(val)):
+                raise ModelError(f"model '{self.name}' stage {k}: parameter {key}={val} is not finite")
+        for ij, g in (("11", self.g11), ("22", self.g22)):
+            name = g.parameter(ij)
+            if g.kind == "rbf" and np.shape(stage[name]) != (g.centres,):
+                raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
+        return stage
+
+    def matrix(self, stage=0):
+        """The constant matrix :math:`M = (d_{ij})` of one stage, as a numpy array."""
+        p = self.stages[stage]
+        c = p["rho"] * math.sqrt(max(p["d11"] * p["d22"], 0.0))
+        return np.array([[p["d11"], c + p["beta"]], [c - p["beta"], p["d22"]]])
+
+    # -- ellipticity ------------------------------------------------------------------------------
+    def influence_range(self, stage=0, samples=401):
+        """Minimum and maximum of :math:`g_{11}, g_{22}` over the state range :data:`STATE_RANGE`."""
+        p = self.stages[stage]
+        lo, hi = np.inf, -np.inf
+        for ij, g in (("11", self.g11), ("22", self.g22)):
+            smax = STATE_RANGE[g.variable]
+            s = np.linspace(-smax if g.variable == "v" else 0.0, smax, samples)
+            vals = g.evaluate(s, p.get(g.parameter(ij)) if g.parameter(ij) else None)
+            lo, hi = min(lo, vals.min()), max(hi, vals.max())
+        return lo, hi
+
+    def certificate(self):
+        r"""Ellipticity certificate :math:`\alpha = \min_{\text{stages}}\lambda_{\min}(M_s)\min_s g`.
+
+        :math:`\xi^T D(w)\xi \ge \alpha|\xi|^2` for every state in :data:`STATE_RANGE` (and, for influence
+        functions with a positive floor, for every state). The model is well posed when ``alpha > 0``.
+        """
+        alphas = []
+        for k in range(len(self.stages)):
+            M = self.matrix(k)
+            lam_min = np.linalg.eigvalsh(0.5 * (M + M.T)).min()
+            gmin, _ = self.influence_range(k)
+            alphas.append(lam_min * gmin if lam_min > 0 else lam_min)
+        return float(min(alphas))
+
+    def check_elliptic(self, where=None):
+        """Raise :class:`ModelError` unless every stage is uniformly elliptic."""
+        for k, p in enumerate(self.stages):
+            bad = []
+            if p["d11"] <= 0 or p["d22"] <= 0:
+                bad.append(f"d11={p['d11']:g} and d22={p['d22']:g} must be > 0")
+            if abs(p["rho"]) >= 1:
+                bad.append(f"rho={p['rho']:g} must satisfy |rho| < 1, i.e. (d12+d21)^2 < 4 d11 d22")
+            if p["lam"] < 0 or p["mu"] < 0:
+                bad.append(f"lam={p['lam']:g} and mu={p['mu']:g} must be >= 0")
+            for ij, g in (("11", self.g11), ("22", self.g22)):
+                name = g.parameter(ij)
+                if g.kind in ("rational", "exponential") and p[name] <= 0:
+                    bad.append(f"{name}={p[name]:g} must be > 0")
+                if g.kind == "rbf" and min(p[name]) < 0:
+                    bad.append(f"{name} weights must be >= 0, got min {min(p[name]):g}")
+            if bad:
+                src = f" ({where})" if where else ""
+                raise ModelError(f"model '{self.name}'{src} stage {k} is not uniformly elliptic: " + "; ".join(bad))
+        alpha = self.certificate()
+        if not alpha > 0:
+            raise ModelError(f"model '{self.name}' is not uniformly elliptic: certificate {alpha:g} <= 0")
+        return alpha
+
+    # -- serialisation ---------------------------------------------------------------------------
+    def to_dict(self):
+        d = asdict(self)
+        d["format"] = FORMAT_VERSION
+        d["certificate"] = self.certificate()
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where="model"):
+        if not isinstance(d, dict):
+            raise ModelError(f"{where}: expected a JSON object describing a model")
+        d = dict(d)
+        if d.pop("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise ModelError(f"{where}: unsupported format version; expected {FORMAT_VERSION}")
+        stored_cert = d.pop("certificate", None)
+        try:
+            d["g11"] = Influence(**d.get("g11", {}))
+            d["g22"] = Influence(**d.get("g22", {}))
+            model = cls(**d)
+        except TypeError as e:
+            raise ModelError(f"{where}: malformed model description ({e})") from None
+        alpha = model.check_elliptic(where)
+        if stored_cert is not None and not np.isclose(stored_cert, alpha, rtol=1e-6, atol=1e-12):
+            raise ModelError(f"{where}: stored ellipticity certificate {stored_cert:g} does not match the "
+                             f"parameters (recomputed {alpha:g}); the file has been altered or corrupted")
+        return model
+
+    def with_stages(self, stages):
+        """A copy with other stage parameters (validated)."""
+        d = self.to_dict()
+        d["stages"] = stages
+        return CrossDiffusionModel.from_dict(d, self.name)
+
+    def on_mesh(self, mesh):
+        """Realise this model on ``mesh`` (see :class:`fem_crossdiff.forms.DiscreteModel`)."""
+        from .forms import DiscreteModel
+        return DiscreteModel(self, mesh)
+
+
+def check_horizon(time, steps):
+    if not (isinstance(time, (int, float)) and math.isfinite(time) and time > 0):
+        raise ModelError(f"time must be a positive finite number, got {time}")
+    if int(steps) != steps or steps < 1:
+        raise ModelError(f"steps must be a positive integer, got {steps}")
+
+
+def save_model(model, path):
+    """Write ``model`` as JSON (atomically; the ellipticity certificate is stored with it)."""
+    import os
+    import tempfile
+    path = os.fspath(path)
+    text = json.dumps(model.to_dict(), indent=1)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def load_model(path):
+    """Read a model JSON; refuses corrupt files and models whose ellipticity certificate fails."""
+    import os
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ModelError(f"{path}: no such model file")
+    try:
+        with open(path) as fh:
+            d = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: not a valid model JSON file ({e})") from None
+    return CrossDiffusionModel.from_dict(d, path)
+
+
+# ------------------------------------------------------------------------------- named models
+def _stage(d11=1.0, d12=0.0, d21=0.0, d22=1.0, lam=0.0, mu=0.0, **influence):
+    """Stage dictionary from the user-facing matrix entries."""
+    if d11 <= 0 or d22 <= 0:
+        raise ModelError(f"d11={d11:g} and d22={d22:g} must be > 0 for an elliptic model")
+    rho = (d12 + d21) / (2 * math.sqrt(d11 * d22))
+    if abs(rho) >= 1:
+        raise ModelError(f"(d12 + d21)^2 = {(d12 + d21) ** 2:g} must be < 4 d11 d22 = {4 * d11 * d22:g} "
+                         "for an elliptic model")
+    return dict(d11=d11, d22=d22, rho=rho, beta=(d12 - d21) / 2, lam=lam, mu=mu, **influence)
+
+
+def heat(time=2.0, steps=10, lam=0.0):
+    r"""Linear diffusion :math:`u_t = \Delta u` (Gaussian scale space, :math:`\sigma = \sqrt{2t}`)."""
+    return CrossDiffusionModel("heat", stages=[_stage(lam=lam)], time=time, steps=steps,
+                               description=heat.__doc__)
+
+
+def perona_malik(k=0.06, time=8.0, steps=16, lam=0.0):
+    r"""Perona–Malik :math:`u_t = \nabla\cdot(g(|\nabla u|)\nabla u)`, :math:`g = 1/(1+(|\nabla u|/k)^2)`."""
+    return CrossDiffusionModel("perona-malik", g11=Influence("rational", "grad_u"),
+                               stages=[_stage(lam=lam, k11=k)], time=time, steps=steps,
+                               description=perona_malik.__doc__)
+
+
+def linear_complex(theta=math.pi / 30, time=2.0, steps=10, lam=0.0):
+    r"""Gilboa's linear complex diffusion :math:`I_t = e^{i\theta}\Delta I`, :math:`I = u + iv`.
+
+    :math:`D = \begin{pmatrix}\cos\theta & -\sin\theta\\ \sin\theta & \cos\theta\end{pmatrix}`; for small
+    :math:`\theta`, :math:`v/\theta \to t\,\Delta u` (a smoothed Laplacian: an edge detector).
+    """
+    if not 0 <= theta < math.pi / 2:
+        raise ModelError(f"theta={theta:g} must lie in [0, pi/2) for an elliptic model")
+    c, s = math.cos(theta), math.sin(theta)
+    return CrossDiffusionModel("linear-complex", stages=[_stage(c, -s, s, c, lam=lam)], time=time,
+                               steps=steps, description=linear_complex.__doc__)
+
+
+def nonlinear_complex(theta=math.pi / 30, k=0.01, time=8.0, steps=16, lam=0.0):
+    r"""Gilboa's nonlinear complex diffusion (NCDF): :math:`D = g(v)R(\theta)`, :math:`g = 1/(1+(v/(k\theta))^2)`."""
+    if not 0 < theta < math.pi / 2:
+        raise ModelError(f"theta={theta:g} must lie in (0, pi/2) for an elliptic model")
+    c, s = math.cos(theta), math.sin(theta)
+    g = Influence("rational", "v")
+    kk = k * theta
+    return CrossDiffusionModel("nonlinear-complex", g11=g, g22=g,
+                               stages=[_stage(c, -s, s, c, lam=lam, k11=kk, k22=kk)], time=time, steps=steps,
+                               description=nonlinear_complex.__doc__)
+
+
+def linear_cross(d11=1.0, d12=0.0, d21=0.1, d22=1.0, time=2.0, steps=10, lam=0.0, mu=0.0):
+    r"""Araújo–Barbeiro–Cuesta–Durán linear cross-diffusion: constant positive definite :math:`D = (d_{ij})`."""
+    return CrossDiffusionModel("linear-cross", stages=[_stage(d11, d12, d21, d22, lam=lam, mu=mu)],
+                               time=time, steps=steps, description=linear_cross.__doc__)
+
+
+def nonlinear_cross(d11=1.0, d12=-0.05, d21=0.05, d22=0.5, k=0.002, time=8.0, steps=16, lam=0.0, mu=0.0):
+    r"""Araújo et al. nonlinear cross-diffusion :math:`D = g(v)(d_{ij})`, :math:`g = 1/(1+(v/k)^2)`."""
+    g = Influence("rational", "v")
+    return CrossDiffusionModel("nonlinear-cross", g11=g, g22=g,
+                               stages=[_stage(d11, d12, d21, d22, lam=lam, mu=mu, k11=k, k22=k)],
+                               time=time, steps=steps, description=nonlinear_cross.__doc__)
+
+
+#: Named models: name -> factory (keyword arguments are the documented parameters with their defaults).
+MODELS = {"heat": heat, "perona-malik": perona_malik, "linear-complex": linear_complex,
+          "nonlinear-complex": nonlinear_complex, "linear-cross": linear_cross,
+          "nonlinear-cross": nonlinear_cross}
+
+
+def make_model(name, **params):
+    """A named model (see :data:`MODELS`) with some parameters overridden, or a model JSON file's path."""
+    if name not in MODELS:
+        if str(name).endswith(".json"):
+            model = load_model(name)
+            return _override_horizon(model, params)
+        raise ModelError(f"unknown model '{name}'; expected one of {', '.join(MODELS)} or a model .json file")
+    factory = MODELS[name]
+    allowed = inspect.signature(factory).parameters
+    for key, val in params.items():
+        if key not in allowed:
+            raise ModelError(f"model '{name}' has no parameter '{key}'; its parameters are {', '.join(allowed)}")
+        if not isinstance(val, (int, float)) or not math.isfinite(val):
+            raise ModelError(f"model '{name}': parameter {key}={val!r} must be a finite number")
+    model = factory(**params)
+    model.check_elliptic()
+    return model
+
+
+def _override_horizon(model, params):
+    extra = set(params) - {"time", "steps"}
+    if extra:
+        raise ModelError(f"a learned model accepts only time and steps overrides, got {sorted(extra)}")
+    if params:
+        d = model.to_dict()
+        d.update(params)
+        d.pop("certificate")
+        model = CrossDiffusionModel.from_dict(d, model.name)
+    return model
+
+
+def model_help():
+    """(name, one-line description, {parameter: default}) for every named model."""
+    rows = []
+    for name, factory in MODELS.items():
+        defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()}
+        rows.append((name, inspect.getdoc(factory).splitlines()[0], defaults))
+    return rows

@@ -1,0 +1,194 @@
+r"""Time stepping for :math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)`, :math:`w(0) = (f, 0)`.
+
+Schemes, with :math:`\tau = T/N` and :math:`(\cdot,\cdot)` the :math:`L^2` product on the Q1 space:
+
+* ``"semi-implicit"`` (default, linear per step, first order): coefficients lagged, reaction implicit,
+
+  .. math:: (w^{n+1}-w^n, \varphi) + \tau (D(w^n)\nabla w^{n+1}, \nabla\varphi)
+            - \tau (R(w^{n+1}, f), \varphi) = 0 ;
+
+* ``"implicit"`` (backward Euler, Newton, first order) and ``"crank-nicolson"`` (second order), both the
+  θ-scheme :math:`(w^{n+1}-w^n,\varphi) + \tau[\theta A(w^{n+1}) + (1-\theta) A(w^n)](\varphi) = 0` with
+  :math:`A(w)(\varphi) = (D(w)\nabla w,\nabla\varphi) - (R(w,f) + s,\varphi)`.
+
+An optional source :math:`s(t)` serves manufactured solutions: ``source(t, discrete, f)`` returns UFL for
+the time ``Constant`` ``t``, the :class:`~fem_crossdiff.forms.DiscreteModel` and the data ``f``.
+"""
+import time as _time
+
+import numpy as np
+import ufl
+import firedrake as fd
+from firedrake.exceptions import ConvergenceError
+
+from .images import image_mesh, pixel_space, image_to_function, function_to_image
+from .models import CrossDiffusionModel, ModelError, check_horizon, make_model
+
+__all__ = ["Evolution", "EvolutionError", "SCHEMES", "LINEAR_SOLVER", "NEWTON_SOLVER", "denoise"]
+
+SCHEMES = {"semi-implicit": None, "implicit": 1.0, "crank-nicolson": 0.5}
+
+#: Default linear solver: unknowns (u, v) interleaved, 2×2 block matrix, GMRES + point-block Jacobi.
+LINEAR_SOLVER = {"mat_type": "baij", "ksp_type": "gmres", "pc_type": "pbjacobi", "ksp_rtol": 1e-8,
+                 "ksp_atol": 1e-14}
+#: Default Newton solver for the implicit θ-schemes.
+NEWTON_SOLVER = {"mat_type": "baij", "snes_type": "newtonls", "snes_linesearch_type": "basic",
+                 "snes_rtol": 1e-10, "snes_atol": 1e-13, "ksp_type": "gmres", "pc_type": "pbjacobi",
+                 "ksp_rtol": 1e-10, "ksp_atol": 1e-15}
+#: Quadrature degree: 2×2 Gauss points per quadrilateral (exact for the Q1 mass and stiffness matrices).
+QUADRATURE_DEGREE = 2
+
+
+class EvolutionError(RuntimeError):
+    """The time stepping failed (solver divergence, non-finite state); says at which step and what to try."""
+
+
+class Evolution:
+    """Evolve :math:`w = (u, v)` from :math:`(f, 0)` to time ``time`` in ``steps`` steps, on one mesh.
+
+    Build once, :meth:`run` many times (forms are compiled and solvers set up once). Parameters live in
+    ``self.discrete`` (R-space functions): change them with ``self.discrete.set_stages`` between runs.
+    """
+
+    def __init__(self, model, mesh, *, time=None, steps=None, scheme="semi-implicit", solver_parameters=None,
+                 source=None, quadrature_degree=QUADRATURE_DEGREE):
+        if scheme not in SCHEMES:
+            raise ModelError(f"unknown time scheme '{scheme}'; expected one of {', '.join(SCHEMES)}")
+        self.model = model
+        self.time = float(model.time if time is None else time)
+        self.steps = int(model.steps if steps is None else steps)
+        check_horizon(self.time, self.steps)
+        self.scheme, self.mesh = scheme, mesh
+        self.discrete = model.on_mesh(mesh)
+        self.V, self.W = pixel_space(mesh), pixel_space(mesh, 2)
+        self.f = fd.Function(self.V, name="f")
+        self.w = fd.Function(self.W, name="w")
+        self.w_old = fd.Function(self.W, name="w_old")
+        self.t = fd.Constant(0.0)
+        self.dt = fd.Constant(self.time / self.steps)
+        self.source = source
+        self.dx = ufl.dx(degree=quadrature_degree, domain=mesh)
+        defaults = LINEAR_SOLVER if scheme == "semi-implicit" else NEWTON_SOLVER
+        self.solver_parameters = {**defaults, **(solver_parameters or {})}
+        self._solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
+
+    # -- forms -------------------------------------------------------------------------------------
+    def _operator(self, w, phi, k, t):
+        """:math:`A(w)(\\varphi) = (D(w)\\nabla w, \\nabla\\varphi) - (R(w, f) + s(t), \\varphi)`."""
+        dm, dx = self.discrete, self.dx
+        rhs = dm.reaction(w, self.f, k)
+        if self.source is not None:
+            rhs = rhs + self.source(t, dm, self.f)
+        return (ufl.inner(ufl.dot(dm.D(w, k), ufl.grad(w)), ufl.grad(phi)) - ufl.inner(rhs, phi)) * dx
+
+    def _make_solver(self, k):
+        dm, dx, dt = self.discrete, self.dx, self.dt
+        phi = fd.TestFunction(self.W)
+        theta = SCHEMES[self.scheme]
+        if theta is None:
+            trial = fd.TrialFunction(self.W)
+            p = dm.params[k]
+            reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
+            a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
+                 + dt * ufl.inner(ufl.dot(dm.D(self.w_old, k), ufl.grad(trial)), ufl.grad(phi))) * dx
+            rhs = ufl.as_vector([p["lam"] * self.f, 0])
+            if self.source is not None:
+                rhs = rhs + self.source(self.t + dt, dm, self.f)
+            L = (ufl.inner(self.w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
+            problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=dm.is_linear())
+            return fd.LinearVariationalSolver(problem, solver_parameters=self.solver_parameters,
+                                              options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
+        F = (ufl.inner(self.w - self.w_old, phi) * dx
+             + dt * theta * self._operator(self.w, phi, k, self.t + dt)
+             + dt * (1 - theta) * self._operator(self.w_old, phi, k, self.t))
+        problem = fd.NonlinearVariationalProblem(F, self.w)
+        return fd.NonlinearVariationalSolver(problem, solver_parameters=self.solver_parameters,
+                                             options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
+
+    # -- running --------------------------------------------------------------------------------
+    def set_initial(self, f, v0=None):
+        """:math:`w^0 = (f, v_0)` with :math:`v_0 = 0` by default; ``f`` is a Function on ``self.V``."""
+        self.f.assign(f)
+        self.w_old.interpolate(ufl.as_vector([self.f, 0.0 if v0 is None else v0]))
+
+    def run(self, f=None, callback=None):
+        """Evolve from ``f`` (a Function, or ``None`` to reuse ``self.f``); return ``self.w`` at the final time.
+
+        ``callback(n, steps)`` is called after every step.
+        """
+        if f is not None:
+            self.set_initial(f)
+        else:
+            self.w_old.interpolate(ufl.as_vector([self.f, 0.0]))
+        self.t.assign(0.0)
+        for n in range(self.steps):
+            self.step(n)
+            if callback is not None:
+                callback(n + 1, self.steps)
+        return self.w
+
+    def step(self, n):
+        """One step :math:`w^n \\to w^{n+1}`: solve into ``self.w`` and copy it to ``self.w_old``."""
+        self.w.assign(self.w_old)
+        solver = self._solvers[self.discrete.stage_of_step(n, self.steps)]
+        try:
+            solver.solve()
+        except ConvergenceError as e:
+            reason = str(e).splitlines()[-1] if str(e) else "diverged"
+            raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
+                                 f"{n + 1}/{self.steps} (dt={float(self.dt):g}): {reason}. "
+                                 "Try more steps or a smaller time.") from None
+        self.w_old.assign(self.w)
+        self.t.assign(float(self.t) + float(self.dt))
+
+    def check_finite(self):
+        with self.w.dat.vec_ro as x:
+            ok = np.isfinite(x.norm())
+        if not ok:
+            raise EvolutionError(f"model '{self.model.name}': the state became non-finite; try more steps")
+
+
+# ----------------------------------------------------------------------------------- numpy API
+_CACHE = {}
+
+
+def _evolution_for(shape, model, refine, scheme, time, steps, solver_parameters):
+    """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon)."""
+    key = (tuple(shape), refine, scheme, model.name, model.g11, model.g22, len(model.stages), time, steps,
+           repr(sorted((solver_parameters or {}).items())))
+    ev = _CACHE.get(key)
+    if ev is None:
+        if len(_CACHE) > 16:
+            _CACHE.clear()
+        ev = _CACHE[key] = Evolution(model, image_mesh(shape, refine), time=time, steps=steps, scheme=scheme,
+                                     solver_parameters=solver_parameters)
+    else:
+        ev.discrete.set_stages(model.stages)
+    return ev
+
+
+def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",
+            solver_parameters=None, return_v=False, callback=None, **params):
+    """Restore the grey image ``img`` (2-D array in [0, 1]) with a cross-diffusion model.
+
+    ``model`` is a name from :data:`fem_crossdiff.models.MODELS` (``params`` override its parameters), a
+    path to a model JSON file, or a :class:`CrossDiffusionModel`. Returns ``u(T)`` as an array of the
+    image's shape, and also ``v(T)`` (the edge indicator) when ``return_v``.
+    """
+    from .images import check_image
+    img = check_image(img)
+    if not isinstance(model, CrossDiffusionModel):
+        model = make_model(model, **params)
+    elif params:
+        raise ModelError("parameters can only be overridden for a named model")
+    model.check_elliptic()
+    time = model.time if time is None else time
+    steps = model.steps if steps is None else steps
+    check_horizon(time, steps)
+    ev = _evolution_for(img.shape, model, refine, scheme, float(time), int(steps), solver_parameters)
+    w = ev.run(image_to_function(img, ev.V), callback=callback)
+    ev.check_finite()
+    u = function_to_image(fd.Function(ev.V).interpolate(w[0]))
+    if return_v:
+        return u, function_to_image(fd.Function(ev.V).interpolate(w[1]))
+    return u

@@ -1,0 +1,88 @@
+"""The command line: models listing, denoise end to end, clear errors, outputs never clobbered; 1 vs 2 ranks."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fem_crossdiff.cli import main
+from fem_crossdiff.images import read_image, write_image
+from fem_crossdiff.metrics import psnr
+
+
+def test_models_lists_every_model_and_its_parameters(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("heat", "perona-malik", "linear-complex", "nonlinear-complex", "linear-cross", "nonlinear-cross"):
+        assert f"\n{name}\n" in "\n" + out
+    assert "theta=0.10472" in out
+
+
+def test_denoise_end_to_end_improves_psnr(tmp_path, noisy_small, capsys):
+    clean, noisy = noisy_small
+    write_image(tmp_path / "in.npy", noisy)
+    rc = main(["denoise", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--model", "nonlinear-complex",
+               "--time", "2", "--steps", "4", "--param", "theta=0.05", "--edges", str(tmp_path / "v.png")])
+    assert rc == 0
+    out = read_image(tmp_path / "out.npy")
+    assert out.shape == noisy.shape
+    assert psnr(clean, out) > psnr(clean, noisy) + 1.0
+    assert read_image(tmp_path / "v.png").max() == 1.0
+    assert "steps" in capsys.readouterr().err  # the progress bar
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.png", "o.npy"], "missing.png: no such file"),
+    (["in.npy", "o.npy", "--model", "bogus"], "unknown model 'bogus'"),
+    (["in.npy", "o.npy", "--time", "-1"], "--time must be > 0, got -1"),
+    (["in.npy", "o.npy", "--model", "linear-cross", "--param", "d11=-2"], "d11=-2 and d22=1 must be > 0"),
+    (["in.npy", "o.npy", "--param", "nonsense=1"], "has no parameter 'nonsense'"),
+    (["nan.npy", "o.npy"], "nan.npy: contains 1 NaN"),
+    (["tiny.npy", "o.npy"], "too small"),
+    (["text.png", "o.npy"], "text.png: cannot be read as an image"),
+    (["in.npy", "in.npy"], "would overwrite the input"),
+    (["in.npy", "exists.npy"], "exists.npy: exists; pass --force"),
+])
+def test_bad_input_gives_a_clear_error_and_leaves_files_alone(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    np.save("in.npy", np.full((6, 7), 0.5))
+    np.save("nan.npy", np.array([[0.0, np.nan], [0.1, 0.2]]))
+    np.save("tiny.npy", np.zeros((1, 1)))
+    np.save("exists.npy", np.ones((2, 2)))
+    open("text.png", "w").write("hello")
+    before = {p: open(p, "rb").read() for p in os.listdir(".")}
+    assert main(["denoise", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert {p: open(p, "rb").read() for p in os.listdir(".")} == before  # nothing written, nothing changed
+
+
+def test_force_replaces_an_existing_output(tmp_path):
+    np.save(tmp_path / "in.npy", np.full((5, 6), 0.25))
+    np.save(tmp_path / "out.npy", np.ones((2, 2)))
+    assert main(["denoise", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--force", "--quiet",
+                 "--model", "heat", "--steps", "2"]) == 0
+    assert np.allclose(np.load(tmp_path / "out.npy"), 0.25)
+
+
+@pytest.mark.parallel
+def test_two_ranks_give_the_same_output_as_one(tmp_path, noisy_small):
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found")
+    _, noisy = noisy_small
+    write_image(tmp_path / "in.npy", noisy)
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMP_NUM_THREADS": "1"}
+    outputs = []
+    for n in (1, 2):
+        out = tmp_path / f"out{n}.npy"
+        cmd = [mpiexec, "-n", str(n), "--oversubscribe", sys.executable, "-m", "fem_crossdiff.cli", "denoise",
+               str(tmp_path / "in.npy"), str(out), "--model", "nonlinear-cross", "--steps", "4", "--quiet"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs.append(np.load(out))
+    assert np.max(np.abs(outputs[0] - outputs[1])) < 1e-7
+    assert np.max(np.abs(outputs[0] - noisy)) > 1e-2

@@ -1,0 +1,158 @@
+"""Known behaviour of the named models: conservation, stability, Gilboa's limits, independent references."""
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import firedrake as fd
+from fem_crossdiff.images import function_to_image, image_mesh, image_to_function
+from fem_crossdiff.models import MODELS, ModelError, make_model, load_model, save_model
+from fem_crossdiff.timestepping import Evolution
+
+FAST = {"ksp_rtol": 1e-12, "ksp_atol": 1e-14}
+
+
+def _evolve(img, model, mesh=None, **kw):
+    ev = Evolution(model, mesh or image_mesh(img.shape), solver_parameters=FAST, **kw)
+    f = image_to_function(img, ev.V)
+    return ev, f, ev.run(f)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_average_grey_value_is_conserved_without_reaction(name, noisy_small):
+    _, noisy = noisy_small
+    ev, f, w = _evolve(noisy, make_model(name, steps=6))
+    before, after = fd.assemble(f * fd.dx), fd.assemble(w[0] * fd.dx)
+    assert abs(after - before) < 1e-9 * abs(before)
+    # ...and the image did change (the test is not vacuous)
+    assert fd.norm(w[0] - f) > 1e-3 * fd.norm(f)
+
+
+def test_fidelity_reaction_pulls_u_toward_f(noisy_small):
+    """R = (λ(f - u), 0): the larger λ, the closer u(T) stays to the data f."""
+    _, noisy = noisy_small
+    dist = []
+    for lam in (0.0, 0.5, 5.0):
+        ev, f, w = _evolve(noisy, make_model("heat", lam=lam, steps=4))
+        dist.append(fd.norm(w[0] - f))
+    assert dist[0] > dist[1] > dist[2] > 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_elliptic_models_are_energy_stable_over_long_times(name, noisy_small):
+    """Semi-implicit Euler with D uniformly positive definite: ||w^{n+1}||_L2 <= ||w^n||_L2 at every step."""
+    _, noisy = noisy_small
+    model = make_model(name, time=400.0, steps=40)
+    ev = Evolution(model, image_mesh(noisy.shape), solver_parameters=FAST)
+    ev.set_initial(image_to_function(noisy, ev.V))
+    norms = [fd.norm(ev.w_old)]
+    for n in range(ev.steps):
+        ev.step(n)
+        norms.append(fd.norm(ev.w_old))
+    assert np.all(np.diff(norms) <= 1e-10 * norms[0])
+    assert np.isfinite(norms[-1])
+    # u tends to its mean: the image flattens out, it does not blow up
+    u = function_to_image(fd.Function(ev.V).interpolate(ev.w[0]))
+    assert u.max() - u.min() < noisy.max() - noisy.min()
+
+
+def _q1_matrices(H, W):
+    """Independent Q1 mass and stiffness on the pixel grid (unit spacing) as Kronecker products of 1-D ones."""
+    def one_d(n):
+        m = sp.diags([np.full(n - 1, 1 / 6), np.r_[1 / 3, np.full(n - 2, 2 / 3), 1 / 3], np.full(n - 1, 1 / 6)],
+                     [-1, 0, 1])
+        k = sp.diags([np.full(n - 1, -1.0), np.r_[1.0, np.full(n - 2, 2.0), 1.0], np.full(n - 1, -1.0)], [-1, 0, 1])
+        return m.tocsr(), k.tocsr()
+    mx, kx = one_d(W)
+    my, ky = one_d(H)
+    return sp.kron(my, mx).tocsc(), (sp.kron(ky, mx) + sp.kron(my, kx)).tocsc()
+
+
+def test_linear_complex_equals_complex_valued_diffusion(noisy_small):
+    """Gilboa: u + i v solves I_t = e^{iθ} ΔI; compare with a complex implicit Euler built without Firedrake."""
+    _, noisy = noisy_small
+    theta, T, N = 0.3, 3.0, 6
+    model = make_model("linear-complex", theta=theta, time=T, steps=N)
+    ev, f, w = _evolve(noisy, model)
+    u = function_to_image(fd.Function(ev.V).interpolate(w[0]))
+    v = function_to_image(fd.Function(ev.V).interpolate(w[1]))
+    H, W = noisy.shape
+    M, K = _q1_matrices(H, W)
+    A = (M + (T / N) * np.exp(1j * theta) * K).tocsc()
+    I = noisy[::-1].reshape(-1).astype(complex)  # grid order: y (from the bottom) slow, x fast
+    lu = spla.splu(A)
+    for _ in range(N):
+        I = lu.solve(M @ I)
+    ref = I.reshape(H, W)[::-1]
+    assert np.max(np.abs(u - ref.real)) < 1e-9
+    assert np.max(np.abs(v - ref.imag)) < 1e-9
+    assert np.max(np.abs(v)) > 1e-3  # v is really non-trivial
+
+
+def test_small_theta_limit_of_linear_complex_is_t_laplacian_of_heat(noisy_small):
+    """v/θ → t Δu_heat as θ → 0 (Gilboa). For implicit Euler the discrete limit is z = -t (M + τK)^{-1} K u_heat,
+    a smoothed t Δ_h u_heat; the gap closes like θ²."""
+    _, noisy = noisy_small
+    T, N = 2.0, 4
+    mesh = image_mesh(noisy.shape)
+    ev_h, f, w_h = _evolve(noisy, make_model("heat", time=T, steps=N), mesh)
+    u_heat = fd.Function(ev_h.V).interpolate(w_h[0])
+    z, phi = fd.TrialFunction(ev_h.V), fd.TestFunction(ev_h.V)
+    tau = T / N
+    ref = fd.Function(ev_h.V)
+    fd.solve((z * phi + tau * fd.inner(fd.grad(z), fd.grad(phi))) * fd.dx
+             == -T * fd.inner(fd.grad(u_heat), fd.grad(phi)) * fd.dx, ref, solver_parameters={"ksp_rtol": 1e-13})
+    errors = []
+    for theta in (0.2, 0.1, 0.05):
+        _, _, w = _evolve(noisy, make_model("linear-complex", theta=theta, time=T, steps=N), mesh)
+        errors.append(fd.norm(w[1] / theta - ref) / fd.norm(ref))
+    rates = np.log2(np.array(errors[:-1]) / errors[1:])
+    assert errors[-1] < 2e-3
+    assert np.all(rates > 1.8), (errors, rates)
+
+
+def test_non_elliptic_parameters_are_refused():
+    with pytest.raises(ModelError, match="d11=-1 and d22=1 must be > 0"):
+        make_model("linear-cross", d11=-1.0)
+    with pytest.raises(ModelError, match=r"\(d12 \+ d21\)\^2 = 16 must be < 4 d11 d22 = 4"):
+        make_model("linear-cross", d12=2.0, d21=2.0)
+    with pytest.raises(ModelError, match="theta=2 must lie in"):
+        make_model("linear-complex", theta=2.0)
+    with pytest.raises(ModelError, match="k11=-0.1 must be > 0"):
+        make_model("perona-malik", k=-0.1)
+    with pytest.raises(ModelError, match="time must be a positive"):
+        make_model("heat", time=-1.0)
+
+
+def test_unknown_model_and_parameter_are_refused():
+    with pytest.raises(ModelError, match="unknown model 'tv'; expected one of heat, perona-malik"):
+        make_model("tv")
+    with pytest.raises(ModelError, match="model 'heat' has no parameter 'theta'"):
+        make_model("heat", theta=0.1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_named_model_has_a_positive_certificate(name):
+    model = make_model(name)
+    alpha = model.certificate()
+    assert alpha > 0
+    # the certificate is a true lower bound of the symmetric part of D over the sampled state range
+    M = model.matrix()
+    gmin, gmax = model.influence_range()
+    assert alpha <= np.linalg.eigvalsh(0.5 * (M + M.T)).min() * gmin + 1e-15
+
+
+def test_model_json_round_trip_and_tampering(tmp_path):
+    model = make_model("nonlinear-cross", d21=0.2)
+    save_model(model, tmp_path / "m.json")
+    again = load_model(tmp_path / "m.json")
+    assert again == model
+    text = (tmp_path / "m.json").read_text().replace('"rho": ', '"rho": 1', 1)
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(ModelError, match="not uniformly elliptic|certificate"):
+        load_model(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ModelError, match="junk.json: not a valid model JSON"):
+        load_model(tmp_path / "junk.json")
