@@ -9,8 +9,9 @@
 # field per component). Heat flow, Perona–Malik, Gilboa's linear and nonlinear complex diffusion and the
 # cross-diffusion systems of Araújo, Barbeiro, Cuesta and Durán are all choices of $D$ and $R$
 # (`fem-crossdiff models` lists them). We denoise 256×256 centre crops of scikit-image's public test images at
-# σ = 15 and 25 (0–255 scale, fixed seeds) with every model, print PSNR/SSIM beside TV-Chambolle (oracle
-# weight) and BM3D when it is installed, and save a figure grid with the `v` component as an edge map.
+# σ = 15 and 25 (0–255 scale, fixed seeds) with every classic model and the shipped learned model, print
+# PSNR/SSIM beside TV-Chambolle (oracle weight) and BM3D when it is installed, and save a figure grid with the
+# `v` component as an edge map.
 #
 # Run: `python demos/denoise_classic.py [--quick]`  (figures go to `out/demos/`).
 
@@ -25,6 +26,7 @@ import fem_crossdiff as fc
 from fem_crossdiff.data import test_set
 from fem_crossdiff.models import MODELS
 from fem_crossdiff.baselines import tv_oracle, bm3d_denoise
+from fem_crossdiff.evaluation import shipped_model, tuned_classic
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--quick", action="store_true", help="two images, σ=25 only, 128² crops")
@@ -35,13 +37,12 @@ sigmas = (25,) if args.quick else (15, 25)
 size = 128 if args.quick else 256
 
 # %% [markdown]
-# Every model comes with documented default parameters (time horizon, steps, edge thresholds) chosen to
-# denoise well at σ≈15–25; a learned model JSON can be used in exactly the same way.
+# Each classic model runs with its parameters hand-tuned for the noise level on *training* images
+# (`demos/tune_classic.py` → `fem_crossdiff/tuned.json`); the learned model is the one shipped for that noise
+# level (`fem_crossdiff/learned/sigmaNN.json`, made by `fem-crossdiff train`).
 
 # %%
 models = list(MODELS)
-shipped = os.path.join(os.path.dirname(__file__), "..", "fem_crossdiff", "learned")
-learned = sorted(p for p in (os.listdir(shipped) if os.path.isdir(shipped) else []) if p.endswith(".json"))
 
 rows, panels = [], {}
 for sigma in sigmas:
@@ -49,15 +50,19 @@ for sigma in sigmas:
     for name, clean, noisy in data:
         row = {"image": name, "sigma": sigma, "noisy": (fc.psnr(clean, noisy), fc.ssim(clean, noisy))}
         results = {}
+        tuned = tuned_classic(sigma)
         for m in models:
-            u, v = fc.denoise(noisy, m, return_v=True)
+            u, v = fc.denoise(noisy, m, return_v=True, **tuned[m])
             results[m] = (u, v)
             row[m] = (fc.psnr(clean, u), fc.ssim(clean, u))
-        for path in learned:
-            model = fc.load_model(os.path.join(shipped, path))
-            u, v = fc.denoise(noisy, model, return_v=True)
-            results[model.name] = (u, v)
-            row[model.name] = (fc.psnr(clean, u), fc.ssim(clean, u))
+        try:
+            learned = fc.load_model(shipped_model(sigma))
+        except FileNotFoundError:
+            learned = None
+        if learned is not None:
+            u, v = fc.denoise(noisy, learned, return_v=True)
+            results["learned"] = (u, v)
+            row["learned"] = (fc.psnr(clean, u), fc.ssim(clean, u))
         u_tv, _ = tv_oracle(clean, noisy)
         row["TV (oracle)"] = (fc.psnr(clean, u_tv), fc.ssim(clean, u_tv))
         u_bm = bm3d_denoise(noisy, sigma / 255)

@@ -118,10 +118,12 @@ def build_parser():
 def _extra_commands():
     """Sub-commands contributed by other modules (learning, studies), each adding its own parser."""
     found = []
-    for modname in ("learning", "studies"):
+    for modname in ("learning", "evaluation", "studies"):
         try:
             mod = __import__(f"fem_crossdiff.{modname}", fromlist=["add_commands"])
-        except ImportError:
+        except ModuleNotFoundError as e:
+            if e.name != f"fem_crossdiff.{modname}":
+                raise
             continue
         if hasattr(mod, "add_commands"):
             found.append(mod.add_commands)

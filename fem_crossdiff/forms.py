@@ -1,7 +1,9 @@
 r"""A :class:`~fem_crossdiff.models.CrossDiffusionModel` realised on a mesh, in UFL.
 
-Each stage parameter is a Firedrake ``Function`` on the real space "R" (a vector of R for RBF weights), so
-every parameter can be a pyadjoint ``Control`` without rewriting the model. The weak form of
+The parameters of a stage live in one spatially constant vector-valued DG0 ``Function`` (components in
+:func:`learning.pack` order), which is that stage's pyadjoint ``Control``: one control per stage keeps the
+adjoint cheap (pyadjoint's cost grows with the number of controls each solve depends on), and the derivative
+with respect to the constant parameter is the sum of the cell values of :math:`dJ/dP`. The weak form of
 :math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)` with Neumann boundaries is
 
 .. math:: (\partial_t w, \varphi) + (D(w)\nabla w, \nabla\varphi) - (R(w, f), \varphi) = 0
@@ -23,37 +25,54 @@ class DiscreteModel:
 
     def __init__(self, model, mesh):
         self.model, self.mesh = model, mesh
-        self.R = fd.FunctionSpace(mesh, "R", 0)
-        self.params = []
+        self.layout = [(name, np.size(model.stages[0][name]), np.ndim(model.stages[0][name]) > 0)
+                       for name in model.parameter_names]
+        self.size = sum(n for _, n, _ in self.layout)
+        Z = fd.VectorFunctionSpace(mesh, "DG", 0, dim=self.size)
         with stop_annotating():
-            for k, stage in enumerate(model.stages):
-                p = {}
-                for name in model.parameter_names:
-                    val = np.atleast_1d(stage[name])
-                    V = self.R if np.ndim(stage[name]) == 0 else fd.VectorFunctionSpace(mesh, "R", 0, dim=len(val))
-                    p[name] = fd.Function(V, name=f"{name}_stage{k}")
-                self.params.append(p)
+            self.stage_functions = [fd.Function(Z, name=f"parameters_stage{k}") for k in range(len(model.stages))]
+        self.params = [self._components(P) for P in self.stage_functions]
         self.set_stages(model.stages)
 
+    def _components(self, P):
+        """name -> UFL component of ``P`` (a list of components for RBF weights)."""
+        out, i = {}, 0
+        for name, n, is_list in self.layout:
+            out[name] = [P[i + m] for m in range(n)] if is_list else P[i]
+            i += n
+        return out
+
     # -- parameter values -------------------------------------------------------------------------
+    def pack_stage(self, stage):
+        return np.concatenate([np.atleast_1d(stage[name]).astype(float) for name, _, _ in self.layout])
+
+    def unpack_stage(self, vec):
+        out, i = {}, 0
+        for name, n, is_list in self.layout:
+            out[name] = [float(x) for x in vec[i:i + n]] if is_list else float(vec[i])
+            i += n
+        return out
+
     def set_stages(self, stages):
-        """Copy numbers into the R-space functions (not annotated: these are control values)."""
+        """Copy numbers into the (spatially constant) stage functions; not annotated: these are control values."""
+        if len(stages) != len(self.stage_functions):
+            raise ValueError(f"expected {len(self.stage_functions)} stages, got {len(stages)}")
         with stop_annotating():
-            for p, stage in zip(self.params, stages):
-                for name, f in p.items():
-                    f.dat.data[...] = np.asarray(stage[name]).reshape(f.dat.data.shape)
+            for P, stage in zip(self.stage_functions, stages):
+                P.dat.data_wo_with_halos[...] = self.pack_stage(stage)[None, :]
 
     def get_stages(self):
         """Current parameter values as a list of stage dictionaries (plain floats and lists)."""
-        return [{name: (f.dat.data_ro.reshape(-1).tolist() if f.dat.data_ro.size > 1 and
-                        self.model.stages[0] and np.ndim(self.model.stages[0][name])
-                        else float(f.dat.data_ro.reshape(-1)[0]))
-                 for name, f in p.items()} for p in self.params]
+        return [self.unpack_stage(P.dat.data_ro_with_halos[0]) for P in self.stage_functions]
 
-    def controls(self, names=None):
-        """The parameter functions of every stage (optionally only ``names``), in a fixed order."""
-        names = names or self.model.parameter_names
-        return [p[n] for p in self.params for n in names]
+    def controls(self):
+        """One control per stage: the vector-valued DG0 function holding its parameters (constant in space)."""
+        return list(self.stage_functions)
+
+    def gradient_vector(self, cofunctions):
+        """dJ/dp in :func:`learning.pack` order from dJ/dP (P constant in space: sum the cell values)."""
+        local = np.concatenate([c.dat.data_ro.sum(axis=0) for c in cofunctions])
+        return self.mesh.comm.allreduce(local)
 
     # -- UFL ------------------------------------------------------------------------------------------
     def influence(self, which, w, k):

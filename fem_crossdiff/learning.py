@@ -24,7 +24,8 @@ import numpy as np
 
 from .models import CrossDiffusionModel, Influence, ModelError, make_model, save_model, load_model
 
-__all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "train", "add_commands"]
+__all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "dataset_reduced_functional", "train",
+           "pack", "unpack", "bounds", "add_commands"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
@@ -34,24 +35,27 @@ FLOOR = 0.02
 
 # ------------------------------------------------------------------------------------ the model
 def fit_rbf(influence, target, samples=201):
-    """Non-negative RBF weights whose :math:`g` best fits ``target(s)`` on the influence's span (NNLS)."""
+    """Non-negative RBF weights whose :math:`g` best fits ``target(s)`` over the centres' range (NNLS)."""
     from scipy.optimize import nnls
-    s = np.linspace(-influence.span, influence.span, samples)
+    c = influence.centre_values
+    s = np.linspace(c[0], c[-1], samples)
     basis = np.stack([influence.evaluate(s, np.eye(influence.centres)[m]) - influence.floor
                       for m in range(influence.centres)], axis=1)
     w, _ = nnls(basis, np.maximum(target(s) - influence.floor, 0.0))
     return w
 
 
-def learned_template(stages=3, centres=9, time=6.0, steps=12, theta=0.1, k=0.02, span=None):
-    r"""Initial learnable model: Gilboa's NCDF (``theta``, ``k``) with its influence :math:`1/(1+(v/k\theta)^2)`
-    fitted by non-negative RBFs (floor :data:`FLOOR`), copied to every stage."""
-    span = 4 * k * theta if span is None else span
-    g = Influence("rbf", "v", floor=FLOOR, centres=centres, span=span)
-    w = fit_rbf(g, lambda s: 1 / (1 + (s / (k * theta)) ** 2)).tolist()
-    c, s = math.cos(theta), math.sin(theta)
-    stage = dict(d11=c, d22=c, rho=0.0, beta=-s, lam=0.0, mu=0.0, w11=w, w22=w)
-    return CrossDiffusionModel("learned", g11=g, g22=g, stages=[dict(stage) for _ in range(stages)],
+def learned_template(stages=3, centres=8, time=2.0, steps=12, k=0.08, grad_span=0.4, v_span=0.05, theta=0.05):
+    r"""Initial learnable model: a Perona–Malik-like :math:`g_{11}(|\nabla u|) \approx 1/(1+(|\nabla u|/k)^2)` and
+    :math:`g_{22}(v) \approx 1`, both as non-negative RBF sums with floor :data:`FLOOR`, and a small complex-diffusion
+    coupling :math:`d_{12} = -d_{21} = -\sin\theta` so that the edge indicator :math:`v` is excited (with no
+    coupling :math:`v \equiv 0` and the gradient with respect to the coupling vanishes). Copied to every stage."""
+    g11 = Influence("rbf", "grad_u", floor=FLOOR, centres=centres, span=grad_span)
+    g22 = Influence("rbf", "v", floor=FLOOR, centres=max(3, centres // 2 * 2 - 1), span=v_span)
+    w11 = fit_rbf(g11, lambda s: 1 / (1 + (s / k) ** 2)).tolist()
+    w22 = fit_rbf(g22, lambda s: np.ones_like(s)).tolist()
+    stage = dict(d11=1.0, d22=1.0, rho=0.0, beta=-math.sin(theta), lam=0.0, mu=0.0, w11=w11, w22=w22)
+    return CrossDiffusionModel("learned", g11=g11, g22=g22, stages=[dict(stage) for _ in range(stages)],
                                time=time, steps=steps,
                                description="cross-diffusion model learned by fem-crossdiff train")
 
@@ -164,11 +168,33 @@ class DatasetLoss:
             finally:
                 pause_annotation()
             rf = ReducedFunctional(Ji, [Control(c) for c in controls])
-            grad += np.concatenate([np.asarray(d.dat.data_ro).reshape(-1) for d in rf.derivative()])
+            grad += self.ev.discrete.gradient_vector(rf.derivative())
             J += float(Ji)
         tape.clear_tape()
         self.evaluations += 1
         return self._reduce(J) / self.n, self._reduce(grad) / self.n
+
+
+def dataset_reduced_functional(model, pairs, refine=0):
+    """pyadjoint ``ReducedFunctional`` of :math:`J` over all ``pairs`` on one tape (controls: one per stage).
+
+    Same value and gradient as :class:`DatasetLoss`; meant for Taylor tests and small data sets (its tape
+    holds every image's evolution at once). Returns ``(rf, loss)``.
+    """
+    from firedrake.adjoint import Control, ReducedFunctional, continue_annotation, get_working_tape, pause_annotation
+    loss = DatasetLoss(model, pairs, refine=refine)
+    get_working_tape().clear_tape()
+    controls = [Control(c) for c in loss.ev.discrete.controls()]
+    continue_annotation()
+    try:
+        J = 0.0
+        for clean, noisy in loss.data:
+            loss.ev.run(noisy)
+            J = J + loss._misfit(clean)
+        J = J / loss.n
+    finally:
+        pause_annotation()
+    return ReducedFunctional(J, controls), loss
 
 
 def psnr_of_loss(J):
@@ -195,8 +221,8 @@ class Checkpoint:
             return json.load(fh)
 
 
-def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=6.0,
-          centres=9, maxiter=100, resume=False, seed=0, refine=0, log=print, command=None):
+def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
+          centres=8, maxiter=100, resume=False, seed=0, refine=0, log=print, command=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history)."""
     from mpi4py import MPI
     from scipy.optimize import minimize
@@ -224,19 +250,21 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     loss = DatasetLoss(model, pairs, refine=refine)
     x0, box = pack(model), bounds(model)
     x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
+    J0 = loss.loss(x0)
+    initial = state["initial_loss"] if resume else J0
     t0 = time.perf_counter() - t_used
     last = {}
 
     def fun(x):
+        """L-BFGS-B sees J/J0 (order one) and its gradient."""
         J, g = loss.loss_and_gradient(x)
         last.update(x=x.copy(), J=J, g=g)
-        return J, g
+        return J / J0, g / J0
 
-    def callback(xk, *args):
-        x = last["x"] if np.array_equal(last.get("x"), xk) else xk
-        J = last["J"] if x is last["x"] else loss.loss(xk)
+    def callback(intermediate_result):
+        xk, J = intermediate_result.x, intermediate_result.fun * J0
         current = model.with_stages(unpack(model, xk))
-        pg = _projected_gradient(xk, last["g"], box)
+        pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
         entry = dict(iteration=len(history) + 1, loss=J, psnr=psnr_of_loss(J), grad=pg,
                      certificate=current.certificate(), elapsed=time.perf_counter() - t0)
         history.append(entry)
@@ -244,16 +272,15 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s")
         if rank0:
             ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
-                           elapsed=entry["elapsed"]))
+                           elapsed=entry["elapsed"], initial_loss=initial))
 
-    J0 = loss.loss(x0)
     log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {stages} stage(s), {steps} steps "
-        f"to T={time_:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); initial loss {J0:.6e} "
+        f"to T={time_:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); loss {J0:.6e} "
         f"(PSNR {psnr_of_loss(J0):.2f} dB)")
     interrupted = False
     try:
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
-                       options=dict(maxiter=max(maxiter - len(history), 0), maxcor=20, ftol=1e-10, gtol=1e-9))
+                       options=dict(maxiter=max(maxiter - len(history), 0), maxcor=20, ftol=1e-12, gtol=1e-8))
         x = res.x
     except KeyboardInterrupt:
         interrupted = True
@@ -261,14 +288,14 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         x = pack(CrossDiffusionModel.from_dict(ckpt.load()["model"])) if history else x0
     final = model.with_stages(unpack(model, x))
     Jf = loss.loss(x)
-    final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=J0,
+    final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
                             final_loss=Jf, final_train_psnr=psnr_of_loss(Jf), iterations=len(history),
                             elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
                             gradient_evaluations=loss.evaluations)
     final.check_elliptic(out)
     if rank0 and not interrupted:
         save_model(final, out)
-        log(f"saved {out}: loss {J0:.4e} -> {Jf:.4e} (train PSNR {psnr_of_loss(J0):.2f} -> "
+        log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {psnr_of_loss(initial):.2f} -> "
             f"{psnr_of_loss(Jf):.2f} dB), certificate {final.certificate():.3e}")
     if interrupted:
         raise KeyboardInterrupt
@@ -291,8 +318,8 @@ def add_commands(sub):
     s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
     s.add_argument("--stages", type=int, default=3)
     s.add_argument("--steps", type=int, default=12)
-    s.add_argument("--time", type=float, default=6.0)
-    s.add_argument("--centres", type=int, default=9, help="RBF centres per influence function")
+    s.add_argument("--time", type=float, default=2.0)
+    s.add_argument("--centres", type=int, default=8, help="RBF centres per influence function")
     s.add_argument("--maxiter", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")

@@ -53,7 +53,8 @@ class Influence:
       * ``"rational"``: :math:`g = \text{floor} + (1-\text{floor})/(1 + (s/k)^2)` (Perona–Malik, Gilboa);
       * ``"exponential"``: :math:`g = \text{floor} + (1-\text{floor})\,e^{-(s/k)^2}`;
       * ``"rbf"``: :math:`g = \text{floor} + \sum_m w_m e^{-(s-c_m)^2/(2\sigma^2)}`, :math:`w_m\ge 0`
-        (learnable, as in Chen & Pock's TNRD), centres :math:`c_m` evenly spread over ``[-span, span]``.
+        (learnable, as in Chen & Pock's TNRD), centres :math:`c_m` evenly spread over ``[-span, span]`` for
+        :math:`s = v` and over ``[0, span]`` for :math:`s = |\nabla u| \ge 0`.
     The parameter ``k`` (or the weights ``w``) lives in the model's stage dictionaries under ``k11``/``w11``…
     """
     kind: str = "one"
@@ -74,11 +75,14 @@ class Influence:
 
     @property
     def centre_values(self):
-        return np.linspace(-self.span, self.span, self.centres) if self.kind == "rbf" else np.zeros(0)
+        if self.kind != "rbf":
+            return np.zeros(0)
+        return np.linspace(-self.span if self.variable == "v" else 0.0, self.span, self.centres)
 
     @property
     def width(self):
-        return 2 * self.span / max(self.centres - 1, 1)
+        """RBF width σ: the spacing of the centres."""
+        return (1.0 + (self.variable == "v")) * self.span / max(self.centres - 1, 1)
 
     def parameter(self, ij):
         """Name of this influence's stage parameter (``k11``, ``w22`` …) or None."""
@@ -233,6 +237,7 @@ class CrossDiffusionModel:
         """A copy with other stage parameters (validated)."""
         d = self.to_dict()
         d["stages"] = stages
+        del d["certificate"]  # recomputed for the new parameters
         return CrossDiffusionModel.from_dict(d, self.name)
 
     def on_mesh(self, mesh):

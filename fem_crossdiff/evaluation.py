@@ -1,0 +1,104 @@
+"""The public benchmark: PSNR/SSIM on 256² centre crops of camera, astronaut, coins, moon at σ = 15 and 25.
+
+Rows: noisy input, a learned model, every hand-tuned classic model (parameters tuned on *training* images by
+``demos/tune_classic.py``, stored in ``fem_crossdiff/tuned.json``), TV-Chambolle with an oracle weight, and BM3D
+when the ``bm3d`` package is installed.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+from .baselines import bm3d_denoise, tv_oracle
+from .data import test_set
+from .metrics import psnr, ssim
+
+__all__ = ["tuned_classic", "shipped_model", "evaluate", "print_table"]
+
+HERE = os.path.dirname(__file__)
+TUNED = os.path.join(HERE, "tuned.json")
+
+
+def tuned_classic(sigma255):
+    """{model name: parameters} tuned on training images for the nearest tuned noise level."""
+    with open(TUNED) as fh:
+        tuned = json.load(fh)["tuned"]
+    key = min(tuned, key=lambda s: abs(float(s) - sigma255))
+    return {name: entry["params"] for name, entry in tuned[key].items()}
+
+
+def shipped_model(sigma255):
+    """Path of the shipped learned model for the nearest noise level (``fem_crossdiff/learned/sigmaNN.json``)."""
+    folder = os.path.join(HERE, "learned")
+    found = {int(f[5:-5]): os.path.join(folder, f) for f in os.listdir(folder)
+             if f.startswith("sigma") and f.endswith(".json")} if os.path.isdir(folder) else {}
+    if not found:
+        raise FileNotFoundError(f"no learned model shipped in {folder}; train one with fem-crossdiff train")
+    return found[min(found, key=lambda s: abs(s - sigma255))]
+
+
+def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=True, log=print):
+    """Rows of (method, image, σ, PSNR, SSIM, seconds). ``models``: {label: model or path or None=shipped}."""
+    from .models import load_model
+    from .timestepping import denoise
+    rows = []
+    for sigma in sigmas:
+        methods = {}
+        for label, m in (models or {"learned": None}).items():
+            m = m or shipped_model(sigma)
+            methods[label] = (lambda noisy, m=load_model(m) if isinstance(m, str) else m: denoise(noisy, m))
+        if classic:
+            for name, params in tuned_classic(sigma).items():
+                methods[name] = (lambda noisy, name=name, params=params: denoise(noisy, name, **params))
+        for image, clean, noisy in test_set(sigma, size=size):
+            rows.append(("noisy", image, sigma, psnr(clean, noisy), ssim(clean, noisy), 0.0))
+            for label, fn in methods.items():
+                t0 = time.perf_counter()
+                u = fn(noisy)
+                rows.append((label, image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+            if baselines:
+                t0 = time.perf_counter()
+                u, _ = tv_oracle(clean, noisy)
+                rows.append(("TV (oracle)", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                u = bm3d_denoise(noisy, sigma / 255)
+                if u is not None:
+                    rows.append(("BM3D", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+            log(f"  σ={sigma} {image} done")
+    return rows
+
+
+def print_table(rows, out=print):
+    """PSNR / SSIM per method (rows) and image (columns), with the mean per σ."""
+    methods = list(dict.fromkeys(r[0] for r in rows))
+    for sigma in sorted({r[2] for r in rows}):
+        images = list(dict.fromkeys(r[1] for r in rows if r[2] == sigma))
+        out(f"\nσ = {sigma}: PSNR (dB) / SSIM")
+        out(f"{'method':<20}" + "".join(f"{im:>17}" for im in images) + f"{'mean':>17}")
+        for m in methods:
+            sel = {r[1]: r for r in rows if r[0] == m and r[2] == sigma}
+            if not sel:
+                continue
+            cells = "".join(f"{sel[im][3]:>9.2f} / {sel[im][4]:.3f}" for im in images)
+            mean_p, mean_s = np.mean([r[3] for r in sel.values()]), np.mean([r[4] for r in sel.values()])
+            out(f"{m:<20}{cells}{mean_p:>9.2f} / {mean_s:.3f}")
+
+
+def add_commands(sub):
+    s = sub.add_parser("evaluate", help="PSNR/SSIM on the public test crops: learned vs tuned classic, TV, BM3D")
+    s.add_argument("--model", nargs="+", help="learned model JSON(s) (default: the shipped model for each σ)")
+    s.add_argument("--sigma", type=float, nargs="+", default=[15, 25], help="noise levels, 0-255 scale")
+    s.add_argument("--size", type=int, default=256, help="centre-crop size (default 256)")
+    s.add_argument("--no-baselines", action="store_true", help="skip TV-Chambolle and BM3D")
+    s.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args):
+    from .models import load_model
+    from mpi4py import MPI
+    models = {os.path.basename(p): load_model(p) for p in args.model} if args.model else None
+    rows = evaluate(models, sigmas=args.sigma, size=args.size, baselines=not args.no_baselines,
+                    log=lambda *a: None)
+    if MPI.COMM_WORLD.rank == 0:
+        print_table(rows)

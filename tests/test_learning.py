@@ -1,0 +1,145 @@
+"""Learning: exact adjoint gradients (Taylor tests), elliptic iterates, training lowers the loss, model files."""
+import json
+
+import numpy as np
+import pytest
+
+from fem_crossdiff.learning import (BOUNDS, DatasetLoss, bounds, dataset_reduced_functional, learned_template,
+                                    pack, train, training_pairs, unpack)
+from fem_crossdiff.models import ModelError, load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A 2-stage learnable model and two 20×20 training pairs (from non-test images)."""
+    model = learned_template(stages=2, centres=5, time=3.0, steps=4)
+    # move away from the symmetric initial guess so that every parameter block matters
+    x = pack(model)
+    x += 0.05 * np.random.default_rng(0).random(x.size)
+    model = model.with_stages(unpack(model, x))
+    return model, training_pairs(["brick", "text"], 25, patch=20, per_image=1, seed=1)
+
+
+def _remainders(fun, grad, x, direction, h0=1e-2):
+    hs = h0 * 0.5 ** np.arange(4)
+    J0 = fun(x)
+    return np.array([abs(fun(x + h * direction) - J0 - h * grad @ direction) for h in hs])
+
+
+BLOCKS = {"matrix": ("d11", "d22", "rho", "beta"), "reaction": ("lam", "mu"), "g11": ("w11",), "g22": ("w22",)}
+
+
+@pytest.mark.parametrize("block", list(BLOCKS))
+def test_taylor_remainder_is_second_order_for_every_control_block(tiny, block):
+    model, pairs = tiny
+    loss = DatasetLoss(model, pairs)
+    x = pack(model)
+    J, g = loss.loss_and_gradient(x)
+    assert np.isclose(J, loss.loss(x), rtol=1e-12)
+    names = [n for st in model.stages for n in model.parameter_names for _ in range(np.size(st[n]))]
+    direction = np.array([1.0 if n in BLOCKS[block] else 0.0 for n in names])
+    direction *= np.random.default_rng(2).uniform(0.5, 1.0, x.size)
+    r = _remainders(loss.loss, g, x, direction)
+    rates = np.log2(r[:-1] / r[1:])
+    assert np.all(rates > 1.9), (r, rates)
+
+
+def test_pyadjoint_taylor_test_on_the_multi_image_multi_stage_functional(tiny):
+    from firedrake.adjoint import taylor_to_dict
+    import firedrake as fd
+    model, pairs = tiny
+    rf, loss = dataset_reduced_functional(model, pairs)
+    controls = loss.ev.discrete.controls()
+    rng = np.random.default_rng(3)
+    hs = []
+    for c in controls:
+        h = fd.Function(c.function_space())
+        h.dat.data[:] = rng.uniform(-1, 1, c.dat.data.shape[1])[None, :] * 0.1
+        hs.append(h)
+    J_rf = rf([fd.Function(c) for c in controls])
+    g_rf = loss.ev.discrete.gradient_vector(rf.derivative())
+    result = taylor_to_dict(rf, [fd.Function(c) for c in controls], hs)
+    assert min(result["R1"]["Rate"]) > 1.9, result["R1"]
+    # the per-image tapes used in training give the same value and gradient (this clears the working tape)
+    J, g = DatasetLoss(model, pairs).loss_and_gradient(pack(model))
+    assert np.isclose(J, J_rf, rtol=1e-12)
+    assert np.allclose(g, g_rf, rtol=1e-6, atol=1e-14)  # both exact up to the linear solver tolerance (1e-8)
+
+
+def test_every_point_inside_the_bounds_is_elliptic(tiny):
+    model, _ = tiny
+    box = np.array(bounds(model))
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        x = rng.uniform(box[:, 0], box[:, 1])
+        at_lower, at_upper = rng.random(x.size) < 0.3, rng.random(x.size) < 0.3
+        x[at_lower], x[at_upper] = box[at_lower, 0], box[at_upper, 1]  # corners of the box too
+        m = model.with_stages(unpack(model, x))  # validates, raises if not elliptic
+        assert m.certificate() >= (1 - BOUNDS["rho"][1]) * BOUNDS["d11"][0] * model.g11.floor - 1e-15
+
+
+def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch):
+    from fem_crossdiff import learning
+    seen = []
+    original = learning.DatasetLoss.loss_and_gradient
+    monkeypatch.setattr(learning.DatasetLoss, "loss_and_gradient",
+                        lambda self, x: (seen.append(np.array(x)), original(self, x))[1])
+    out = str(tmp_path / "m.json")
+    model, history = train(out, images=["brick", "text"], patch=20, per_image=1, stages=2, steps=4, time_=3.0,
+                           centres=5, maxiter=4, log=lambda *a, **k: None)
+    box = np.array(bounds(model))
+    assert seen and all(np.all((box[:, 0] <= x) & (x <= box[:, 1])) for x in seen)
+    assert history[-1]["loss"] < history[0]["loss"] or history[-1]["loss"] < model.provenance["initial_loss"]
+    assert model.provenance["final_loss"] < 0.9 * model.provenance["initial_loss"]
+    # held-out patches (other images, other noise) improve too
+    held = training_pairs(["clock", "chelsea"], 25, patch=20, per_image=1, seed=7)
+    start = learned_template(stages=2, centres=5, time=3.0, steps=4)
+    before = DatasetLoss(start, held).loss(pack(start))
+    after = DatasetLoss(model, held).loss(pack(model))
+    assert after < before
+
+
+def test_save_load_denoise_round_trip_is_identical(tmp_path, tiny):
+    from fem_crossdiff.timestepping import denoise
+    model, pairs = tiny
+    save_model(model, tmp_path / "m.json")
+    again = load_model(tmp_path / "m.json")
+    noisy = pairs[0][1]
+    assert np.array_equal(denoise(noisy, model), denoise(noisy, again))
+    assert np.array_equal(denoise(noisy, str(tmp_path / "m.json")), denoise(noisy, model))
+
+
+def test_non_elliptic_or_corrupt_learned_files_are_refused(tmp_path, tiny):
+    model, _ = tiny
+    d = model.to_dict()
+    d["stages"][0]["w11"][0] = -1.0
+    (tmp_path / "neg.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="w11 weights must be >= 0"):
+        load_model(tmp_path / "neg.json")
+    d = model.to_dict()
+    d["stages"][1]["d22"] = 0.0
+    (tmp_path / "d22.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="d22=0 must be > 0"):
+        load_model(tmp_path / "d22.json")
+    d = model.to_dict()
+    d["certificate"] *= 2
+    (tmp_path / "cert.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="does not match the parameters"):
+        load_model(tmp_path / "cert.json")
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    out = str(tmp_path / "m.json")
+    kwargs = dict(images=["brick"], patch=16, per_image=1, stages=1, steps=3, time_=2.0, centres=3,
+                  log=lambda *a, **k: None)
+    _, first = train(out, maxiter=2, **kwargs)
+    ckpt = json.load(open(out + ".checkpoint"))
+    assert len(ckpt["history"]) == len(first) >= 1
+    import os
+    os.remove(out)  # as if the first run had been interrupted before saving
+    _, second = train(out, maxiter=len(first) + 2, resume=True, **kwargs)
+    assert second[:len(first)] == first
+    assert len(second) > len(first)
+    assert second[-1]["loss"] <= first[-1]["loss"]
+    with pytest.raises(ValueError, match="other settings"):
+        train(out, maxiter=3, resume=True, **{**kwargs, "steps": 4})
