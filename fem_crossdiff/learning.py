@@ -110,7 +110,11 @@ def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
 class DatasetLoss:
     """:math:`J(p)` and :math:`\\nabla J(p)` over a data set of equally sized pairs, images split over ranks."""
 
-    def __init__(self, model, pairs, ensemble=None, refine=0, checkpoint_snapshots=None):
+    def __init__(self, model, pairs, ensemble=None, refine=0, checkpointing=False):
+        """``checkpointing``: tape through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``:
+        only the adjoint's dependencies of each step are kept, not every block's output). Revolve-type schedules
+        (``MultistageCheckpointSchedule``) gave wrong gradients with this pyadjoint release (a known upstream
+        problem), so they are not offered; memory is bounded anyway by one image's evolution per tape."""
         import firedrake as fd
         from .images import image_mesh, image_to_function
         from .timestepping import Evolution
@@ -126,7 +130,7 @@ class DatasetLoss:
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]
-        self.snapshots = checkpoint_snapshots
+        self.checkpointing = checkpointing
         self.evaluations = 0
 
     def _misfit(self, clean):
@@ -153,24 +157,26 @@ class DatasetLoss:
 
     def loss_and_gradient(self, x):
         """:math:`(J, \\nabla J)`: one forward run per image on a fresh tape, then its adjoint."""
-        from firedrake.adjoint import (Control, ReducedFunctional, continue_annotation, get_working_tape,
-                                       pause_annotation)
+        from firedrake.adjoint import (Control, ReducedFunctional, Tape, continue_annotation, pause_annotation,
+                                       set_working_tape)
         self.set(x)
         controls = self.ev.discrete.controls()
         J, grad = 0.0, np.zeros_like(np.asarray(x, dtype=float))
-        tape = get_working_tape()
         for clean, noisy in self.data:
-            tape.clear_tape()
-            continue_annotation()
-            try:
-                self.ev.run(noisy)
-                Ji = self._misfit(clean)
-            finally:
-                pause_annotation()
-            rf = ReducedFunctional(Ji, [Control(c) for c in controls])
-            grad += self.ev.discrete.gradient_vector(rf.derivative())
-            J += float(Ji)
-        tape.clear_tape()
+            tape = Tape()
+            with set_working_tape(tape):
+                if self.checkpointing:
+                    from checkpoint_schedules import SingleMemoryStorageSchedule
+                    tape.enable_checkpointing(SingleMemoryStorageSchedule())
+                continue_annotation()
+                try:
+                    self.ev.run(noisy, timestepper=tape.timestepper if self.checkpointing else None)
+                    Ji = self._misfit(clean)
+                finally:
+                    pause_annotation()
+                rf = ReducedFunctional(Ji, [Control(c) for c in controls], tape=tape)
+                grad += self.ev.discrete.gradient_vector(rf.derivative())
+                J += float(Ji)
         self.evaluations += 1
         return self._reduce(J) / self.n, self._reduce(grad) / self.n
 

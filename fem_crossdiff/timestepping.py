@@ -20,6 +20,7 @@ import numpy as np
 import ufl
 import firedrake as fd
 from firedrake.exceptions import ConvergenceError
+from pyadjoint.tape import annotate_tape
 
 from .images import image_mesh, pixel_space, image_to_function, function_to_image
 from .models import CrossDiffusionModel, ModelError, check_horizon, make_model
@@ -51,7 +52,7 @@ class Evolution:
     """
 
     def __init__(self, model, mesh, *, time=None, steps=None, scheme="semi-implicit", solver_parameters=None,
-                 source=None, quadrature_degree=QUADRATURE_DEGREE):
+                 source=None, quadrature_degree=QUADRATURE_DEGREE, fast=True):
         if scheme not in SCHEMES:
             raise ModelError(f"unknown time scheme '{scheme}'; expected one of {', '.join(SCHEMES)}")
         self.model = model
@@ -71,6 +72,11 @@ class Evolution:
         defaults = LINEAR_SOLVER if scheme == "semi-implicit" else NEWTON_SOLVER
         self.solver_parameters = {**defaults, **(solver_parameters or {})}
         self._solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
+        # fast path (fastassembly): semi-implicit, one rank, no source, standard quadrature; built on first use
+        self._fast_ok = (fast and scheme == "semi-implicit" and source is None and mesh.comm.size == 1
+                         and quadrature_degree == QUADRATURE_DEGREE)
+        self._fast = None
+        self._user_solver_parameters = dict(solver_parameters or {})
 
     # -- forms -------------------------------------------------------------------------------------
     def _operator(self, w, phi, k, t):
@@ -107,28 +113,40 @@ class Evolution:
 
     # -- running --------------------------------------------------------------------------------
     def set_initial(self, f, v0=None):
-        """:math:`w^0 = (f, v_0)` with :math:`v_0 = 0` by default; ``f`` is a Function on ``self.V``."""
+        """:math:`w^0 = (f, v_0)` with :math:`v_0 = 0` by default; ``f`` is a Function on ``self.V``.
+
+        The copy into ``self.f`` is annotated on purpose: each image then gets its own block variable, so an
+        adjoint never sees the data of a previous image.
+        """
         self.f.assign(f)
         self.w_old.interpolate(ufl.as_vector([self.f, 0.0 if v0 is None else v0]))
 
-    def run(self, f=None, callback=None):
+    def run(self, f=None, callback=None, timestepper=None):
         """Evolve from ``f`` (a Function, or ``None`` to reuse ``self.f``); return ``self.w`` at the final time.
 
-        ``callback(n, steps)`` is called after every step.
+        ``callback(n, steps)`` is called after every step. ``timestepper`` wraps the step loop (pyadjoint's
+        ``tape.timestepper`` marks time steps for checkpointed adjoints).
         """
         if f is not None:
             self.set_initial(f)
         else:
             self.w_old.interpolate(ufl.as_vector([self.f, 0.0]))
         self.t.assign(0.0)
-        for n in range(self.steps):
+        steps = iter(range(self.steps))
+        for n in (timestepper(steps) if timestepper else steps):
             self.step(n)
             if callback is not None:
                 callback(n + 1, self.steps)
         return self.w
 
     def step(self, n):
-        """One step :math:`w^n \\to w^{n+1}`: solve into ``self.w`` and copy it to ``self.w_old``."""
+        """One step :math:`w^n \\to w^{n+1}`: solve into ``self.w`` and copy it to ``self.w_old``.
+
+        Semi-implicit steps on one rank, not recorded by pyadjoint, take the fast path
+        (:mod:`fem_crossdiff.fastassembly`: same matrix, assembled without ``MatSetValues``).
+        """
+        if self._fast_solver() is not None:
+            return self._fast_step(n)
         self.w.assign(self.w_old)
         solver = self._solvers[self.discrete.stage_of_step(n, self.steps)]
         try:
@@ -138,6 +156,38 @@ class Evolution:
             raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
                                  f"{n + 1}/{self.steps} (dt={float(self.dt):g}): {reason}. "
                                  "Try more steps or a smaller time.") from None
+        self.w_old.assign(self.w)
+        self.t.assign(float(self.t) + float(self.dt))
+
+    def _fast_solver(self):
+        """The :class:`~fem_crossdiff.fastassembly.FastSemiImplicitSolver`, or None when the UFL path must run
+        (other scheme, several ranks, a source, pyadjoint annotating, or a mesh that is not a uniform grid)."""
+        if not self._fast_ok or annotate_tape():
+            return None
+        if self._fast is None:
+            from .fastassembly import FastPathError, FastSemiImplicitSolver
+            from .images import _dof_coordinates
+            try:
+                if not np.array_equal(self.V.cell_node_list, self.W.cell_node_list):
+                    raise FastPathError("scalar and vector spaces number their nodes differently")
+                self._fast = FastSemiImplicitSolver(self.discrete, self.W, _dof_coordinates(self.V),
+                                                    solver_parameters=self._user_solver_parameters,
+                                                    prefix=f"fem_crossdiff_fast_{id(self)}_")
+            except FastPathError:
+                self._fast_ok = False
+                return None
+        return self._fast
+
+    def _fast_step(self, n):
+        """:meth:`step` by the fast path; a diverged solve raises :class:`EvolutionError` as the UFL path does."""
+        k = self.discrete.stage_of_step(n, self.steps)
+        with self.w_old.dat.vec_ro as old, self.w.dat.vec_wo as new:
+            reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, float(self.dt), self.f.dat.data_ro)
+        if reason < 0:
+            from .fastassembly import KSP_REASONS
+            raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
+                                 f"{n + 1}/{self.steps} (dt={float(self.dt):g}): linear solve "
+                                 f"{KSP_REASONS.get(reason, reason)}. Try more steps or a smaller time.")
         self.w_old.assign(self.w)
         self.t.assign(float(self.t) + float(self.dt))
 

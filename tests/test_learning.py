@@ -66,6 +66,14 @@ def test_pyadjoint_taylor_test_on_the_multi_image_multi_stage_functional(tiny):
     assert np.allclose(g, g_rf, rtol=1e-6, atol=1e-14)  # both exact up to the linear solver tolerance (1e-8)
 
 
+def test_checkpointed_tape_gives_the_same_gradient(tiny):
+    model, pairs = tiny
+    J1, g1 = DatasetLoss(model, pairs[:1]).loss_and_gradient(pack(model))
+    J2, g2 = DatasetLoss(model, pairs[:1], checkpointing=True).loss_and_gradient(pack(model))
+    assert J1 == J2
+    assert np.max(np.abs(g1 - g2)) < 1e-8 * np.max(np.abs(g1))
+
+
 def test_every_point_inside_the_bounds_is_elliptic(tiny):
     model, _ = tiny
     box = np.array(bounds(model))
@@ -143,3 +151,39 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert second[-1]["loss"] <= first[-1]["loss"]
     with pytest.raises(ValueError, match="other settings"):
         train(out, maxiter=3, resume=True, **{**kwargs, "steps": 4})
+
+
+@pytest.mark.parallel
+def test_two_ranks_give_the_same_loss_and_gradient(tmp_path, tiny):
+    """Under mpiexec the images are dealt out over the ranks of an Ensemble; the sums must not change."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found")
+    model, pairs = tiny
+    from fem_crossdiff.models import save_model
+    save_model(model, tmp_path / "m.json")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys, numpy as np\n"
+        "from mpi4py import MPI\n"
+        "from fem_crossdiff.models import load_model\n"
+        "from fem_crossdiff.learning import DatasetLoss, pack, training_pairs\n"
+        f"m = load_model({str(tmp_path / 'm.json')!r})\n"
+        "pairs = training_pairs(['brick', 'text'], 25, patch=20, per_image=1, seed=1)\n"
+        "J, g = DatasetLoss(m, pairs).loss_and_gradient(pack(m))\n"
+        "if MPI.COMM_WORLD.rank == 0:\n"
+        "    json.dump({'J': J, 'g': list(g)}, open(sys.argv[1], 'w'))\n")
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1"}
+    results = []
+    for n in (1, 2):
+        out = tmp_path / f"r{n}.json"
+        proc = subprocess.run([mpiexec, "-n", str(n), "--oversubscribe", sys.executable, str(script), str(out)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.load(open(out)))
+    assert np.isclose(results[0]["J"], results[1]["J"], rtol=1e-12)
+    assert np.allclose(results[0]["g"], results[1]["g"], rtol=1e-6, atol=1e-15)  # to the solver tolerance
