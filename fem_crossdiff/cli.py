@@ -131,8 +131,11 @@ def _extra_commands():
 
 
 def main(argv=None):
+    import shlex
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "fem-crossdiff " + shlex.join(argv)  # recorded in the provenance of outputs
     saved, sys.argv = sys.argv, sys.argv[:1]  # PETSc reads sys.argv when Firedrake starts it: ours are not
     import firedrake  # noqa: F401            # PETSc options (PETSC_OPTIONS="-ksp_monitor" ...) go in the environment
     sys.argv = saved

@@ -38,8 +38,11 @@ def shipped_model(sigma255):
     return found[min(found, key=lambda s: abs(s - sigma255))]
 
 
-def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=True, log=print):
-    """Rows of (method, image, σ, PSNR, SSIM, seconds). ``models``: {label: model or path or None=shipped}."""
+def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=True, refine=0, log=print):
+    """Rows of (method, image, σ, PSNR, SSIM, seconds). ``models``: {label: model or path or None=shipped}.
+
+    ``refine > 0`` also runs the learned models on a mesh refined that many times (the image as its bilinear
+    interpolant, read back at the pixel centres): a resolution-independence check."""
     from .models import load_model
     from .timestepping import denoise
     rows = []
@@ -47,7 +50,10 @@ def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=Tru
         methods = {}
         for label, m in (models or {"learned": None}).items():
             m = m or shipped_model(sigma)
-            methods[label] = (lambda noisy, m=load_model(m) if isinstance(m, str) else m: denoise(noisy, m))
+            m = load_model(m) if isinstance(m, str) else m
+            methods[label] = (lambda noisy, m=m: denoise(noisy, m))
+            if refine:
+                methods[f"{label} (h/{2 ** refine})"] = (lambda noisy, m=m: denoise(noisy, m, refine=refine))
         if classic:
             for name, params in tuned_classic(sigma).items():
                 methods[name] = (lambda noisy, name=name, params=params: denoise(noisy, name, **params))
@@ -91,6 +97,7 @@ def add_commands(sub):
     s.add_argument("--sigma", type=float, nargs="+", default=[15, 25], help="noise levels, 0-255 scale")
     s.add_argument("--size", type=int, default=256, help="centre-crop size (default 256)")
     s.add_argument("--no-baselines", action="store_true", help="skip TV-Chambolle and BM3D")
+    s.add_argument("--refine", type=int, default=0, help="also run the learned model(s) on a refined mesh")
     s.set_defaults(func=_cmd_evaluate)
 
 
@@ -99,6 +106,6 @@ def _cmd_evaluate(args):
     from mpi4py import MPI
     models = {os.path.basename(p): load_model(p) for p in args.model} if args.model else None
     rows = evaluate(models, sigmas=args.sigma, size=args.size, baselines=not args.no_baselines,
-                    log=lambda *a: None)
+                    refine=args.refine, log=lambda *a: None)
     if MPI.COMM_WORLD.rank == 0:
         print_table(rows)

@@ -335,4 +335,4 @@ def add_commands(sub):
 def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
-          resume=args.resume, seed=args.seed, command="fem-crossdiff " + " ".join(sys.argv[1:]))
+          resume=args.resume, seed=args.seed, command=args.command_line)

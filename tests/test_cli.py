@@ -1,4 +1,5 @@
 """The command line: models listing, denoise end to end, clear errors, outputs never clobbered; 1 vs 2 ranks."""
+import json
 import os
 import shutil
 import subprocess
@@ -86,3 +87,29 @@ def test_two_ranks_give_the_same_output_as_one(tmp_path, noisy_small):
         outputs.append(np.load(out))
     assert np.max(np.abs(outputs[0] - outputs[1])) < 1e-7
     assert np.max(np.abs(outputs[0] - noisy)) > 1e-2
+
+
+def test_bench_prints_a_table(capsys):
+    assert main(["bench", "--sizes", "16", "24", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "cold first run" in out and "ms/step" in out
+    assert any(line.strip().startswith("24²") for line in out.splitlines())
+    assert "TV-Chambolle" in out
+
+
+def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
+    model = str(tmp_path / "m.json")
+    assert main(["train", "--out", model, "--images", "brick", "--patch", "16", "--per-image", "1",
+                 "--stages", "1", "--steps", "3", "--centres", "3", "--maxiter", "2"]) == 0
+    saved = json.load(open(model))
+    assert saved["provenance"]["command"].startswith("fem-crossdiff train --out")
+    assert saved["provenance"]["final_loss"] <= saved["provenance"]["initial_loss"]
+    assert main(["train", "--out", model, "--images", "brick"]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "--sigma", "25", "--size", "24", "--no-baselines",
+                 "--refine", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in ("noisy", "m.json", "m.json (h/2)", "perona-malik", "camera", "moon"):
+        assert label in out
+    assert main(["train", "--out", str(tmp_path / "other.json"), "--images", "camera"]) == 2
+    assert "public test images" in capsys.readouterr().err
