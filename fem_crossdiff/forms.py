@@ -100,9 +100,6 @@ class DiscreteModel:
             off, g22 = ufl.sqrt(g11), 1
         elif g11 is None:
             off, g11 = ufl.sqrt(g22), 1
-        elif self.model.g11 == self.model.g22 and self.model.stages[k].get("k11") == self.model.stages[k].get("k22") \
-                and "k11" in self.model.stages[k]:
-            off = g11  # identical influence functions: sqrt(g*g) = g
         else:
             off = ufl.sqrt(g11 * g22)
         c = p["rho"] * ufl.sqrt(p["d11"] * p["d22"])

@@ -10,9 +10,10 @@ Everything here is MPI-safe: every rank holds the (small) pixel array, sets the 
 :func:`function_to_image` gathers them back.
 """
 import os
-import tempfile
 
 import numpy as np
+
+from ._io import atomic_write
 
 __all__ = ["ImageError", "read_image", "write_image", "image_mesh", "pixel_space",
            "image_to_function", "function_to_image", "check_image",
@@ -89,18 +90,15 @@ def write_image(path, img):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ImageError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=directory, prefix=".tmp-")
-    os.close(fd)
-    try:
+    def write(tmp):
         if suffix == ".npy":
-            np.save(tmp, img)
+            with open(tmp, "wb") as fh:
+                np.save(fh, img)
         else:
             import imageio.v3 as iio
-            iio.imwrite(tmp, np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            iio.imwrite(tmp, np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8), extension=suffix)
+
+    atomic_write(path, write, suffix)
 
 
 # ------------------------------------------------------------------------------------- meshes

@@ -215,10 +215,13 @@ class Checkpoint:
         self.path = path
 
     def save(self, state):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(state, fh)
-        os.replace(tmp, self.path)
+        from ._io import atomic_write
+
+        def write(tmp):
+            with open(tmp, "w") as fh:
+                json.dump(state, fh)
+
+        atomic_write(self.path, write, ".json")
 
     def load(self):
         if not os.path.exists(self.path):

@@ -255,14 +255,14 @@ def check_horizon(time, steps):
 
 def save_model(model, path):
     """Write ``model`` as JSON (atomically; the ellipticity certificate is stored with it)."""
-    import os
-    import tempfile
-    path = os.fspath(path)
+    from ._io import atomic_write
     text = json.dumps(model.to_dict(), indent=1)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    atomic_write(path, write, ".json")
 
 
 def load_model(path):
