@@ -11,6 +11,11 @@ Manufactured solution (Neumann-compatible on :math:`[0,L]^2`, :math:`c_m = \cos(
           v^* = \tfrac15\sin(t)\,c_1(x)c_2(y),
 
 with the source :math:`s = \partial_t w^* - \nabla\cdot(D(w^*)\nabla w^*) - R(w^*, f)` computed by UFL.
+
+Functions: :func:`space_convergence` / :func:`time_convergence` (MMS, every time scheme; L² or H¹ errors),
+:func:`self_convergence_image` / :func:`time_self_convergence_image` (a real image, in h and in τ),
+:func:`functional_convergence` (the learning functional :math:`J` and its pyadjoint gradient), :func:`eoc`,
+:func:`format_table`. ``fem-crossdiff refinement-study`` (:mod:`fem_crossdiff.studies`) runs them all.
 """
 import math
 
@@ -23,7 +28,8 @@ from .models import make_model
 from .timestepping import Evolution
 
 __all__ = ["eoc", "manufactured", "mms_error", "space_convergence", "time_convergence",
-           "self_convergence_image", "STUDY_SOLVER"]
+           "self_convergence_image", "time_self_convergence_image", "functional_convergence", "format_table",
+           "STUDY_SOLVER"]
 
 #: Tight tolerances so that solver error never pollutes an observed order.
 STUDY_SOLVER = {"ksp_rtol": 1e-12, "ksp_atol": 1e-15, "snes_rtol": 1e-12, "snes_atol": 1e-14}
@@ -66,20 +72,27 @@ def mms_model(name="nonlinear-cross"):
     return make_model(name, time=0.5, steps=4)
 
 
-def mms_error(model, refine, steps, scheme, cells=4, time=0.5):
-    """:math:`\\|w_h(T) - w^*(T)\\|_{L^2}` on the mesh with ``cells·2**refine`` cells per side."""
+def mms_error(model, refine, steps, scheme, cells=4, time=0.5, norm="L2"):
+    """:math:`\\|w_h(T) - w^*(T)\\|` (``norm`` "L2" or "H1" seminorm) on the mesh with ``cells·2**refine``
+    cells per side."""
     mesh = image_mesh((cells + 1, cells + 1), refine)
     ev = Evolution(model, mesh, time=time, steps=steps, scheme=scheme, solver_parameters=STUDY_SOLVER,
                    source=_source, quadrature_degree=4)
     w0 = fd.Function(ev.W).interpolate(manufactured(mesh, 0.0))
     ev.set_initial(fd.Function(ev.V).interpolate(w0[0]))
     ev.run()
-    return fd.errornorm(manufactured(mesh, fd.Constant(time)), ev.w, norm_type="L2")
+    return fd.errornorm(manufactured(mesh, fd.Constant(time)), ev.w, norm_type=norm)
 
 
-def space_convergence(model, scheme="crank-nicolson", levels=4, steps0=4, cells=4, time=0.5):
-    """MMS errors for refine = 0..levels-1, time step halved with h (so CN error is O(h²) overall)."""
-    errs = [mms_error(model, r, steps0 * 2 ** r, scheme, cells, time) for r in range(levels)]
+def space_convergence(model, scheme="crank-nicolson", levels=4, steps0=4, cells=4, time=0.5, dt_factor=None,
+                      norm="L2"):
+    """MMS errors for refine = 0..levels-1, the time step divided by ``dt_factor`` whenever h is halved.
+
+    Default ``dt_factor``: 2 for Crank–Nicolson (:math:`\\tau\\propto h`), 4 for the first-order schemes
+    (:math:`\\tau\\propto h^2`), so that the time error never hides the :math:`O(h^2)` L² error in space.
+    """
+    factor = dt_factor or (2 if scheme == "crank-nicolson" else 4)
+    errs = [mms_error(model, r, steps0 * factor ** r, scheme, cells, time, norm) for r in range(levels)]
     return np.array(errs)
 
 
@@ -96,13 +109,15 @@ def time_convergence(model, scheme, levels=4, steps0=2, refine=1, cells=4, time=
     return np.array([fd.errornorm(finals[k + 1], finals[k]) for k in range(levels)])
 
 
-def self_convergence_image(img, model, levels=3, scheme="semi-implicit", steps=None):
+def self_convergence_image(img, model, levels=3, scheme="semi-implicit", steps=None, dt_factor=1):
     """Space self-convergence on a real image: :math:`\\|w_h - w_{h/2}\\|_{L^2}`, the coarse solution
-    prolonged exactly to the finer mesh (nested Q1 spaces) and compared there."""
+    prolonged exactly to the finer mesh (nested Q1 spaces) and compared there. The number of steps is
+    multiplied by ``dt_factor`` whenever h is halved (1: fixed τ)."""
     sols = []
+    steps = model.steps if steps is None else steps
     for r in range(levels + 1):
         mesh = image_mesh(img.shape, r)
-        ev = Evolution(model, mesh, steps=steps, scheme=scheme, solver_parameters=STUDY_SOLVER)
+        ev = Evolution(model, mesh, steps=steps * dt_factor ** r, scheme=scheme, solver_parameters=STUDY_SOLVER)
         sols.append(fd.Function(ev.run(image_to_function(img, ev.V))))
     diffs = []
     for r in range(levels):
@@ -110,3 +125,52 @@ def self_convergence_image(img, model, levels=3, scheme="semi-implicit", steps=N
         coarse = [prolong(fd.Function(ev_V(sols[r])).interpolate(sols[r][i]), ev_V(fine)) for i in range(2)]
         diffs.append(math.sqrt(sum(fd.errornorm(fine[i], coarse[i]) ** 2 for i in range(2))))
     return np.array(diffs)
+
+
+def time_self_convergence_image(img, model, scheme="semi-implicit", levels=3, steps0=4, refine=0, time=None):
+    """Time self-convergence on a real image: :math:`\\|w_\\tau(T) - w_{\\tau/2}(T)\\|_{L^2}` for
+    :math:`\\tau = T/(\\text{steps0}\\,2^k)`, :math:`k = 0..\\text{levels}-1`, on one mesh."""
+    mesh = image_mesh(img.shape, refine)
+    finals = []
+    for k in range(levels + 1):
+        ev = Evolution(model, mesh, time=time, steps=steps0 * 2 ** k, scheme=scheme, solver_parameters=STUDY_SOLVER)
+        finals.append(fd.Function(ev.run(image_to_function(img, ev.V))))
+    return np.array([fd.errornorm(finals[k + 1], finals[k]) for k in range(levels)])
+
+
+def functional_convergence(model, clean, noisy, direction="h", levels=3, steps=8, refine=0, scheme="semi-implicit"):
+    r"""Self-convergence of the learning functional :math:`J` and of its (pyadjoint) gradient.
+
+    ``direction="h"``: refine = ``refine`` .. ``refine+levels`` at fixed ``steps``; ``"dt"``: steps
+    ``steps·2^k`` on the mesh ``refine``. Returns a dict with the values ``J``, the gradients ``g`` and the
+    successive differences ``dJ`` = :math:`|J_k - J_{k+1}|`, ``dg`` = :math:`\|g_k - g_{k+1}\|/\|g_{last}\|`.
+    """
+    from .adjoint import GradientProblem
+    Js, gs, costs = [], [], []
+    for k in range(levels + 1):
+        r, n = (refine + k, steps) if direction == "h" else (refine, steps * 2 ** k)
+        gp = GradientProblem(model, clean, noisy, refine=r, steps=n, scheme=scheme)
+        J, g = gp.discrete_gradient()
+        Js.append(J)
+        gs.append(g)
+        costs.append(gp.timings["discrete"])
+    Js, gs = np.array(Js), np.array(gs)
+    return dict(J=Js, g=gs, cost=np.array(costs), dJ=np.abs(np.diff(Js)),
+                dg=np.linalg.norm(np.diff(gs, axis=0), axis=1) / np.linalg.norm(gs[-1]))
+
+
+def format_table(headers, rows, floatfmt=".3e"):
+    """Plain-text table: ``rows`` of values (floats formatted with ``floatfmt``, one format or one per column;
+    None shown as "-")."""
+    fmts = list(floatfmt) if isinstance(floatfmt, (list, tuple)) else [floatfmt] * len(headers)
+
+    def cell(x, fmt):
+        if x is None or (isinstance(x, (float, np.floating)) and not np.isfinite(x)):
+            return "-"
+        if isinstance(x, (float, np.floating)):
+            return format(float(x), fmt or ".3e")
+        return str(x)
+    cells = [[cell(x, f) for x, f in zip(row, fmts)] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    line = lambda vals: "  ".join(str(v).rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -49,6 +49,10 @@ class Evolution:
 
     Build once, :meth:`run` many times (forms are compiled and solvers set up once). Parameters live in
     ``self.discrete`` (R-space functions): change them with ``self.discrete.set_stages`` between runs.
+
+    Semi-implicit steps on one rank without a source, when pyadjoint is not recording, take the fast path
+    of :mod:`fem_crossdiff.fastassembly` (the same matrix, assembled by fixed sparse products); ``fast=False``
+    always uses the UFL solvers.
     """
 
     def __init__(self, model, mesh, *, time=None, steps=None, scheme="semi-implicit", solver_parameters=None,
@@ -87,20 +91,27 @@ class Evolution:
             rhs = rhs + self.source(t, dm, self.f)
         return (ufl.inner(ufl.dot(dm.D(w, k), ufl.grad(w)), ufl.grad(phi)) - ufl.inner(rhs, phi)) * dx
 
+    def _semi_implicit_forms(self, k):
+        """Bilinear and linear forms ``(a, L)`` of the semi-implicit step of stage ``k`` (what the fast path
+        assembles without UFL, see :mod:`fem_crossdiff.fastassembly`)."""
+        dm, dx, dt = self.discrete, self.dx, self.dt
+        phi, trial = fd.TestFunction(self.W), fd.TrialFunction(self.W)
+        p = dm.params[k]
+        reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
+        a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
+             + dt * ufl.inner(ufl.dot(dm.D(self.w_old, k), ufl.grad(trial)), ufl.grad(phi))) * dx
+        rhs = ufl.as_vector([p["lam"] * self.f, 0])
+        if self.source is not None:
+            rhs = rhs + self.source(self.t + dt, dm, self.f)
+        L = (ufl.inner(self.w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
+        return a, L
+
     def _make_solver(self, k):
         dm, dx, dt = self.discrete, self.dx, self.dt
         phi = fd.TestFunction(self.W)
         theta = SCHEMES[self.scheme]
         if theta is None:
-            trial = fd.TrialFunction(self.W)
-            p = dm.params[k]
-            reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
-            a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
-                 + dt * ufl.inner(ufl.dot(dm.D(self.w_old, k), ufl.grad(trial)), ufl.grad(phi))) * dx
-            rhs = ufl.as_vector([p["lam"] * self.f, 0])
-            if self.source is not None:
-                rhs = rhs + self.source(self.t + dt, dm, self.f)
-            L = (ufl.inner(self.w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
+            a, L = self._semi_implicit_forms(k)
             problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=dm.is_linear())
             return fd.LinearVariationalSolver(problem, solver_parameters=self.solver_parameters,
                                               options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
@@ -181,15 +192,16 @@ class Evolution:
     def _fast_step(self, n):
         """:meth:`step` by the fast path; a diverged solve raises :class:`EvolutionError` as the UFL path does."""
         k = self.discrete.stage_of_step(n, self.steps)
+        dt = float(self.dt.values()[0])                    # float(Constant) goes through UFL: 0.1 ms
         with self.w_old.dat.vec_ro as old, self.w.dat.vec_wo as new:
-            reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, float(self.dt), self.f.dat.data_ro)
+            reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro)
         if reason < 0:
             from .fastassembly import KSP_REASONS
             raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
-                                 f"{n + 1}/{self.steps} (dt={float(self.dt):g}): linear solve "
+                                 f"{n + 1}/{self.steps} (dt={dt:g}): linear solve "
                                  f"{KSP_REASONS.get(reason, reason)}. Try more steps or a smaller time.")
-        self.w_old.assign(self.w)
-        self.t.assign(float(self.t) + float(self.dt))
+        self.w_old.dat.data_wo[...] = self.w.dat.data_ro   # as assign(), without its expression overhead
+        self.t.assign(float(self.t.values()[0]) + dt)
 
     def check_finite(self):
         with self.w.dat.vec_ro as x:

@@ -97,8 +97,9 @@ def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(
                            centres=5, maxiter=4, log=lambda *a, **k: None)
     box = np.array(bounds(model))
     assert seen and all(np.all((box[:, 0] <= x) & (x <= box[:, 1])) for x in seen)
-    assert history[-1]["loss"] < history[0]["loss"] or history[-1]["loss"] < model.provenance["initial_loss"]
-    assert model.provenance["final_loss"] < 0.9 * model.provenance["initial_loss"]
+    losses = [model.provenance["initial_loss"]] + [h["loss"] for h in history]
+    assert np.all(np.diff(losses) <= 0), losses  # accepted L-BFGS-B iterates never increase J
+    assert model.provenance["final_loss"] < 0.99 * model.provenance["initial_loss"]
     # held-out patches (other images, other noise) improve too
     held = training_pairs(["clock", "chelsea"], 25, patch=20, per_image=1, seed=7)
     start = learned_template(stages=2, centres=5, time=3.0, steps=4)

@@ -1,0 +1,137 @@
+"""Discrete (pyadjoint) vs continuous (hand-derived) adjoint vs finite differences of the learning functional."""
+import numpy as np
+import pytest
+import ufl
+
+import firedrake as fd
+from fem_crossdiff.adjoint import (Coefficients, GradientProblem, continuous_gradient, discrete_gradient,
+                                   fd_gradient, relative_gap)
+from fem_crossdiff.learning import pack
+from fem_crossdiff.refinement import eoc
+from fem_crossdiff.studies import study_model, study_pair
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return study_pair("coins", size=10)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return study_model("learned-v", centres=3)
+
+
+def _gaps(model, pair, levels, **kw):
+    out = []
+    for refine, steps in levels:
+        gp = GradientProblem(model, *pair, refine=refine, steps=steps, **kw)
+        _, gd = gp.discrete_gradient()
+        _, gc = gp.continuous_gradient()
+        out.append((gd, gc, relative_gap(gc, gd)))
+    return out
+
+
+def test_pyadjoint_gradient_matches_finite_differences(model, pair):
+    gp = GradientProblem(model, *pair, steps=4)
+    J, gd = gp.discrete_gradient()
+    gf = gp.fd_gradient(eps=1e-6)
+    assert gd.shape == pack(model).shape
+    assert relative_gap(gf, gd) < 1e-5, (gd, gf)
+    big = np.abs(gd) > 1e-3 * np.abs(gd).max()
+    np.testing.assert_allclose(gf[big], gd[big], rtol=1e-4)
+    assert np.isclose(J, gp.loss())
+
+
+def test_discrete_gradient_agrees_with_dataset_loss(model, pair):
+    """Our tape reproduces learning.DatasetLoss (which uses the default iterative solver)."""
+    from fem_crossdiff.learning import DatasetLoss
+    loss = DatasetLoss(model, [pair])
+    J0, g0 = loss.loss_and_gradient(pack(model))
+    gp = GradientProblem(model, *pair)
+    J, g = gp.discrete_gradient()
+    assert abs(J - J0) < 1e-7 * J0
+    assert relative_gap(g0, g) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["learned-v", "learned", "nonlinear-cross", "perona-malik", "nonlinear-complex",
+                                  "heat"])
+def test_hand_written_D_is_the_model_D(name, pair):
+    """Coefficients.D (used by the adjoint) equals DiscreteModel.D (used by the state) pointwise."""
+    from fem_crossdiff.images import image_mesh, image_to_function, pixel_space
+    from fem_crossdiff.models import make_model
+    model = study_model(name, centres=3) if name.startswith("learned") or name == "nonlinear-cross" \
+        else make_model(name, lam=0.1)
+    mesh = image_mesh(pair[1].shape)
+    dm = model.on_mesh(mesh)
+    W = fd.Function(pixel_space(mesh, 2))
+    W.sub(0).assign(image_to_function(pair[1], pixel_space(mesh)))
+    W.sub(1).assign(image_to_function(0.3 * (pair[1] - pair[0]), pixel_space(mesh)))
+    for k in range(len(model.stages)):
+        diff = Coefficients(dm, W, k).D - dm.D(W, k)
+        assert fd.assemble(ufl.inner(diff, diff) * fd.dx) < 1e-20
+        assert fd.assemble(ufl.inner(dm.D(W, k), dm.D(W, k)) * fd.dx) > 1.0
+
+
+def test_module_functions_share_the_pack_layout(model, pair):
+    g1 = continuous_gradient(model, *pair, steps=4)
+    g2 = discrete_gradient(model, *pair, steps=4)
+    g3 = fd_gradient(model, *pair, steps=4)
+    assert g1.shape == g2.shape == g3.shape == pack(model).shape
+    assert relative_gap(g3, g2) < 1e-5
+    assert relative_gap(g1, g2) < 0.5
+
+
+def test_gap_shrinks_first_order_in_dt(model, pair):
+    """Semi-implicit state, implicit-Euler adjoint: gap = C tau + o(tau), EOC -> 1."""
+    gaps = np.array([g for *_, g in _gaps(model, pair, [(0, 4), (0, 8), (0, 16), (0, 32)])])
+    rates = eoc(gaps)
+    assert np.all(np.diff(gaps) < 0), gaps
+    assert abs(rates[-1] - 1) < 0.1, (gaps, rates)
+
+
+def test_gap_in_h_settles_and_vanishes_under_joint_refinement(model, pair):
+    """Fixed tau: the gap tends to a non-zero limit (Galerkin commutes with the adjoint), settling at O(h^2);
+    tau and h halved together: the gap vanishes at EOC 1."""
+    fixed = _gaps(model, pair, [(0, 8), (1, 8), (2, 8)])
+    e = [gc - gd for gd, gc, _ in fixed]
+    gaps = np.array([g for *_, g in fixed])
+    assert np.all(np.abs(gaps / gaps[-1] - 1) < 0.05), gaps            # h barely matters at fixed tau
+    settle = [np.linalg.norm(e[0] - e[1]), np.linalg.norm(e[1] - e[2])]
+    assert eoc(settle)[0] > 1.6, settle
+    joint = np.array([g for *_, g in _gaps(model, pair, [(0, 4), (1, 8), (2, 16)])])
+    rates = eoc(joint)
+    assert np.all(rates > 0.85) and np.all(rates < 1.2), (joint, rates)
+
+
+def test_crank_nicolson_gap_is_second_order(model, pair):
+    gaps = np.array([g for *_, g in _gaps(model, pair, [(0, 8), (0, 16), (0, 32)], scheme="crank-nicolson",
+                                           adjoint_theta=0.5, state_term="implicit")])
+    rates = eoc(gaps)
+    assert abs(rates[-1] - 2) < 0.2, (gaps, rates)
+
+
+def test_perona_malik_type_divergence_term(pair):
+    """g11(|grad u|) (the learned template): the extra divergence term of the adjoint is right — at fixed h the
+    gap still vanishes at first order in tau."""
+    m = study_model("learned", centres=3)
+    gaps = np.array([g for *_, g in _gaps(m, pair, [(0, 8), (0, 16), (0, 32)])])
+    rates = eoc(gaps)
+    assert gaps[-1] < 0.1 and abs(rates[-1] - 1) < 0.15, (gaps, rates)
+
+
+def test_single_stage_named_model(pair):
+    """nonlinear-cross (one stage, identical influence functions of v, k11 = k22)."""
+    m = study_model("nonlinear-cross")
+    gaps = np.array([g for *_, g in _gaps(m, pair, [(0, 8), (0, 16), (0, 32)])])
+    assert abs(eoc(gaps)[-1] - 1) < 0.15, gaps
+
+
+@pytest.mark.slow
+def test_full_adjoint_study(tmp_path):
+    from fem_crossdiff.studies import run_adjoint_study
+    res = run_adjoint_study("learned-v", size=32, out=str(tmp_path), log=lambda *a: None)
+    assert abs(eoc([x["gap"] for x in res["dt"]])[-1] - 1) < 0.1
+    assert abs(eoc([x["gap"] for x in res["cn"]])[-1] - 2) < 0.2
+    assert abs(eoc([x["gap"] for x in res["joint"]])[-1] - 1) < 0.15
+    assert all(x["gap_fd"] < 1e-6 for x in res["dt"] if x["gap_fd"] is not None)
+    assert (tmp_path / "adjoint_study_learned-v.png").exists()

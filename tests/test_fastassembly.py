@@ -1,0 +1,181 @@
+"""The fast semi-implicit path (fastassembly) reproduces the UFL path: same matrix, same evolution, same errors."""
+import numpy as np
+import pytest
+from petsc4py import PETSc
+
+import firedrake as fd
+from fem_crossdiff.fastassembly import FastSemiImplicitSolver
+from fem_crossdiff.images import _dof_coordinates, image_mesh, image_to_function
+from fem_crossdiff.models import MODELS, CrossDiffusionModel, Influence, make_model
+from fem_crossdiff.timestepping import Evolution, EvolutionError
+
+TIGHT = {"ksp_rtol": 1e-12, "ksp_atol": 1e-15}
+
+
+def _learned(stages=2):
+    """The learned-model template (RBF influences), its stages made different from each other."""
+    try:
+        from fem_crossdiff.learning import learned_template
+        model = learned_template(stages=stages)
+    except ImportError:
+        g = Influence("rbf", "v", floor=0.02, centres=5, span=0.02)
+        stage = dict(d11=1.0, d22=1.0, rho=0.1, beta=-0.1, lam=0.0, mu=0.0, w11=[1, 0.5, 0, 0.5, 1],
+                     w22=[1, 0.5, 0, 0.5, 1])
+        model = CrossDiffusionModel("learned", g11=g, g22=g, stages=[stage] * stages, time=2.0, steps=4)
+    rng = np.random.default_rng(7)
+    out = []
+    for k, st in enumerate(model.stages):
+        st = dict(st, beta=st["beta"] + 0.05 * k, lam=0.1 * k, mu=0.2 * k)
+        for name in ("w11", "w22"):
+            st[name] = (np.asarray(st[name]) * rng.uniform(0.5, 1.5, np.size(st[name]))).tolist()
+        out.append(st)
+    return model.with_stages(out)
+
+
+def _unequal_rates():
+    """Identical rational influences whose rates k11 != k22 (the off-diagonal is then sqrt(g11 g22))."""
+    g = Influence("rational", "v")
+    return CrossDiffusionModel("unequal", g11=g, g22=g, time=2.0, steps=4,
+                               stages=[dict(d11=1.0, d22=0.6, rho=0.2, beta=0.05, lam=0.3, mu=0.1,
+                                            k11=0.02, k22=0.05)])
+
+
+def _gradient_rbf():
+    """An RBF influence of |grad u| and an exponential one of v (both gradient and value paths)."""
+    return CrossDiffusionModel("grad-rbf", g11=Influence("rbf", "grad_u", floor=0.05, centres=4, span=0.5),
+                               g22=Influence("exponential", "v"), time=2.0, steps=4,
+                               stages=[dict(d11=1.0, d22=0.7, rho=0.3, beta=0.1, lam=0.2, mu=0.3,
+                                            w11=[0.1, 0.5, 0.2, 0.3], k22=0.05)])
+
+
+MODEL_CASES = {**{name: (lambda name=name: make_model(name)) for name in MODELS},
+               "learned": _learned, "unequal": _unequal_rates, "grad-rbf": _gradient_rbf}
+
+
+def _random_state(ev, rng):
+    data = ev.w_old.dat.data
+    data[:, 0] = rng.random(len(data))
+    data[:, 1] = 0.05 * rng.standard_normal(len(data))
+
+
+def _csr(mat):
+    if mat.getType() != "seqaij":
+        mat = mat.convert("aij", PETSc.Mat())  # a new matrix: convert() without a target works in place
+    return mat.getValuesCSR()
+
+
+def _assert_same_matrix(ev, fast, rng):
+    _random_state(ev, rng)
+    for k in range(len(ev.discrete.params)):
+        ufl_matrix = fd.assemble(ev._semi_implicit_forms(k)[0], mat_type="aij").petscmat
+        I, J, V = _csr(ufl_matrix)
+        I2, J2, V2 = _csr(fast.assemble(ev.w_old.dat.data_ro, k, float(ev.dt)))
+        np.testing.assert_array_equal(I, I2)
+        np.testing.assert_array_equal(J, J2)
+        assert np.abs(V - V2).max() < 1e-12 * np.abs(V).max(), (ev.model.name, k)
+
+
+@pytest.mark.parametrize("refine", [0, 1])
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_fast_matrix_equals_the_ufl_matrix(name, refine, rng):
+    ev = Evolution(MODEL_CASES[name](), image_mesh((9, 13), refine))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    assert fast.matrix.kind == "baij"
+    _assert_same_matrix(ev, fast, rng)
+
+
+def test_aij_fallback_matrix_equals_the_ufl_matrix(rng):
+    ev = Evolution(_learned(), image_mesh((9, 13)))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V), prefer_baij=False)
+    assert fast.matrix.kind == "aij"
+    _assert_same_matrix(ev, fast, rng)
+
+
+def test_changed_parameters_change_the_fast_matrix(rng):
+    """Parameters are read at every assembly: set_stages (k11 != k22 now) is seen, as by the UFL form."""
+    model = make_model("nonlinear-cross")
+    ev = Evolution(model, image_mesh((9, 13)))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    ev.discrete.set_stages([dict(model.stages[0], k22=0.01, lam=0.4, d22=0.8)])
+    _assert_same_matrix(ev, fast, rng)
+
+
+def _run(model, img, **kw):
+    ev = Evolution(model, image_mesh(img.shape), **kw)
+    w = ev.run(image_to_function(img, ev.V))
+    return ev, w.dat.data_ro.copy()
+
+
+@pytest.mark.parametrize("name", ["nonlinear-complex", "perona-malik", "learned", "heat"])
+def test_fast_and_ufl_paths_give_the_same_evolution(name, rng):
+    img = 0.5 + 0.3 * (np.arange(24)[None, :] > 11) + 0.05 * rng.standard_normal((20, 24))
+    model = MODEL_CASES[name]()
+    ev_fast, fast = _run(model, img, solver_parameters=TIGHT)
+    ev_ufl, ref = _run(model, img, solver_parameters=TIGHT, fast=False)
+    assert ev_fast._fast is not None and ev_ufl._fast is None
+    assert np.abs(fast - ref).max() < 1e-8
+    assert np.abs(fast[:, 0] - ev_fast.f.dat.data_ro).max() > 1e-3  # the image did change
+    # default tolerances: still well inside what the 1-rank vs 2-rank test allows
+    _, fast_default = _run(model, img)
+    assert np.abs(fast_default - ref).max() < 1e-7
+
+
+def test_annotating_pyadjoint_takes_the_ufl_path(noisy_small):
+    from firedrake.adjoint import continue_annotation, get_working_tape, pause_annotation
+    _, noisy = noisy_small
+    ev = Evolution(make_model("nonlinear-cross", steps=3), image_mesh(noisy.shape), solver_parameters=TIGHT)
+    f = image_to_function(noisy, ev.V)
+    continue_annotation()
+    try:
+        annotated = ev.run(f).dat.data_ro.copy()
+    finally:
+        pause_annotation()
+        get_working_tape().clear_tape()
+    assert ev._fast is None
+    fast = ev.run(f).dat.data_ro.copy()
+    assert ev._fast is not None
+    assert np.abs(fast - annotated).max() < 1e-8
+
+
+def test_linear_model_keeps_its_matrix_until_parameters_change(noisy_small):
+    _, noisy = noisy_small
+    model = make_model("linear-cross", steps=3)
+    ev, first = _run(model, noisy, solver_parameters=TIGHT)
+    key = ev._fast._key
+    second = ev.run(image_to_function(noisy, ev.V)).dat.data_ro.copy()
+    assert ev._fast._key == key and np.array_equal(first, second)
+    changed = [dict(model.stages[0], d22=0.3, lam=0.5)]
+    ev.discrete.set_stages(changed)
+    third = ev.run(image_to_function(noisy, ev.V)).dat.data_ro.copy()
+    assert ev._fast._key != key
+    _, ref = _run(model.with_stages(changed), noisy, solver_parameters=TIGHT, fast=False)
+    assert np.abs(third - ref).max() < 1e-9
+
+
+def test_fast_solver_divergence_is_an_evolution_error(noisy_small):
+    _, noisy = noisy_small
+    ev = Evolution(make_model("nonlinear-complex", steps=2), image_mesh(noisy.shape),
+                   solver_parameters={"ksp_max_it": 1, "pc_type": "none"})
+    with pytest.raises(EvolutionError, match=r"failed at step 1/2 .*linear solve DIVERGED_MAX_IT. Try more steps"):
+        ev.run(image_to_function(noisy, ev.V))
+    assert ev._fast is not None
+
+
+def test_non_square_cells_fall_back_to_the_ufl_path(noisy_small):
+    _, noisy = noisy_small
+    mesh = image_mesh(noisy.shape)
+    mesh.coordinates.dat.data[:, 0] *= 1.5  # rectangles: the fast path does not apply
+    ev = Evolution(make_model("nonlinear-cross", steps=2), mesh)
+    w = ev.run(image_to_function(noisy, ev.V))
+    assert ev._fast is None and not ev._fast_ok
+    assert np.all(np.isfinite(w.dat.data_ro))
+
+
+@pytest.mark.parametrize("centres", [1, 2, 7, 20, 25])
+def test_rbf_recurrence_equals_the_direct_sum(centres, rng):
+    from fem_crossdiff.fastassembly import rbf
+    g = Influence("rbf", "v", floor=0.02, centres=centres, span=0.05)
+    s = np.concatenate([0.1 * rng.standard_normal(1000), [0.0, 10.0, -10.0, 1e3, -1e3, 1e6]])
+    w = rng.random(centres)
+    ref = g.evaluate(s, w)
+    assert np.abs(rbf(g, s.copy(), w) - ref).max() < 1e-13 * ref.max()
