@@ -499,8 +499,7 @@ class FastSemiImplicitSolver:
         """
         self.update_matrix(w, k, tau)
         self._residual(w_old, w, f, k, tau)
-        self.delta.set(0.0)
-        self.ksp.solve(self.r, self.delta)
+        self.ksp.solve(self.r, self.delta)                  # zero initial guess (the KSP default)
         reason = self.ksp.getConvergedReason()
         if reason > 0:
             w_old.copy(w_new)

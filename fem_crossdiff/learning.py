@@ -231,8 +231,11 @@ class Checkpoint:
 
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
-          centres=8, maxiter=100, resume=False, seed=0, refine=0, log=print, command=None):
-    """Learn a model and save it to ``out`` (JSON). Returns (model, history)."""
+          centres=8, maxiter=100, resume=False, seed=0, refine=0, init=None, log=print, command=None):
+    """Learn a model and save it to ``out`` (JSON). Returns (model, history).
+
+    ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
+    and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
     from mpi4py import MPI
     from scipy.optimize import minimize
     rank0 = MPI.COMM_WORLD.rank == 0
@@ -241,7 +244,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         raise ValueError(f"--out {out}: the model file must end in .json")
     ckpt = Checkpoint(out + ".checkpoint")
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
-                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine)
+                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init)
     history, t_used = [], 0.0
     if resume:
         state = ckpt.load()
@@ -254,7 +257,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     else:
         if os.path.exists(out):
             raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
-        model = learned_template(stages=stages, centres=centres, time=time_, steps=steps)
+        model = _initial_model(init) if init else learned_template(stages=stages, centres=centres, time=time_,
+                                                                    steps=steps)
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
     loss = DatasetLoss(model, pairs, refine=refine)
     x0, box = pack(model), bounds(model)
@@ -311,6 +315,15 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     return final, history
 
 
+def _initial_model(path):
+    """A learned model to continue from (its parameters clipped into :data:`BOUNDS`)."""
+    model = load_model(path)
+    if model.g11.kind != "rbf" or model.g22.kind != "rbf":
+        raise ModelError(f"{path}: --init needs a learned model (rbf influence functions), not '{model.name}'")
+    model.provenance = {}
+    return model
+
+
 def _projected_gradient(x, g, box):
     """Norm of the gradient projected on the box (zero at a constrained optimum)."""
     lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
@@ -332,10 +345,11 @@ def add_commands(sub):
     s.add_argument("--maxiter", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
+    s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
     s.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
-          resume=args.resume, seed=args.seed, command=args.command_line)
+          resume=args.resume, seed=args.seed, init=args.init, command=args.command_line)

@@ -75,7 +75,7 @@ class Evolution:
         self.dx = ufl.dx(degree=quadrature_degree, domain=mesh)
         defaults = LINEAR_SOLVER if scheme == "semi-implicit" else NEWTON_SOLVER
         self.solver_parameters = {**defaults, **(solver_parameters or {})}
-        self._solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
+        self._ufl_solvers = None   # built on first use (the fast path does not need them)
         # fast path (fastassembly): semi-implicit, one rank, no source, standard quadrature; built on first use
         self._fast_ok = (fast and scheme == "semi-implicit" and source is None and mesh.comm.size == 1
                          and quadrature_degree == QUADRATURE_DEGREE)
@@ -90,6 +90,13 @@ class Evolution:
         if self.source is not None:
             rhs = rhs + self.source(t, dm, self.f)
         return (ufl.inner(ufl.dot(dm.D(w, k), ufl.grad(w)), ufl.grad(phi)) - ufl.inner(rhs, phi)) * dx
+
+    @property
+    def _solvers(self):
+        """The UFL solvers, one per stage (created on first use: allocating their matrices takes time)."""
+        if self._ufl_solvers is None:
+            self._ufl_solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
+        return self._ufl_solvers
 
     def _semi_implicit_forms(self, k):
         """Bilinear and linear forms ``(a, L)`` of the semi-implicit step of stage ``k`` (what the fast path

@@ -12,16 +12,22 @@ from fem_crossdiff.timestepping import Evolution, EvolutionError
 TIGHT = {"ksp_rtol": 1e-12, "ksp_atol": 1e-15}
 
 
+def _rbf_v(stages=2, equal=False):
+    """Identical RBF influences of v (as in the brief for learned models); w22 = w11 or not."""
+    g = Influence("rbf", "v", floor=0.02, centres=5, span=0.02)
+    w = [1.0, 0.5, 0.0, 0.5, 1.0]
+    stage = dict(d11=1.0, d22=0.8, rho=0.1, beta=-0.1, lam=0.0, mu=0.0, w11=w,
+                 w22=w if equal else [0.8, 0.6, 0.1, 0.4, 1.2])
+    return CrossDiffusionModel("rbf-v", g11=g, g22=g, stages=[stage] * stages, time=2.0, steps=4)
+
+
 def _learned(stages=2):
     """The learned-model template (RBF influences), its stages made different from each other."""
     try:
         from fem_crossdiff.learning import learned_template
         model = learned_template(stages=stages)
     except ImportError:
-        g = Influence("rbf", "v", floor=0.02, centres=5, span=0.02)
-        stage = dict(d11=1.0, d22=1.0, rho=0.1, beta=-0.1, lam=0.0, mu=0.0, w11=[1, 0.5, 0, 0.5, 1],
-                     w22=[1, 0.5, 0, 0.5, 1])
-        model = CrossDiffusionModel("learned", g11=g, g22=g, stages=[stage] * stages, time=2.0, steps=4)
+        model = _rbf_v(stages)
     rng = np.random.default_rng(7)
     out = []
     for k, st in enumerate(model.stages):
@@ -49,7 +55,8 @@ def _gradient_rbf():
 
 
 MODEL_CASES = {**{name: (lambda name=name: make_model(name)) for name in MODELS},
-               "learned": _learned, "unequal": _unequal_rates, "grad-rbf": _gradient_rbf}
+               "learned": _learned, "rbf-v": _rbf_v, "rbf-v-equal": lambda: _rbf_v(equal=True),
+               "unequal": _unequal_rates, "grad-rbf": _gradient_rbf}
 
 
 def _random_state(ev, rng):
@@ -106,7 +113,7 @@ def _run(model, img, **kw):
     return ev, w.dat.data_ro.copy()
 
 
-@pytest.mark.parametrize("name", ["nonlinear-complex", "perona-malik", "learned", "heat"])
+@pytest.mark.parametrize("name", ["nonlinear-complex", "perona-malik", "learned", "rbf-v", "heat"])
 def test_fast_and_ufl_paths_give_the_same_evolution(name, rng):
     img = 0.5 + 0.3 * (np.arange(24)[None, :] > 11) + 0.05 * rng.standard_normal((20, 24))
     model = MODEL_CASES[name]()
@@ -179,3 +186,13 @@ def test_rbf_recurrence_equals_the_direct_sum(centres, rng):
     w = rng.random(centres)
     ref = g.evaluate(s, w)
     assert np.abs(rbf(g, s.copy(), w) - ref).max() < 1e-13 * ref.max()
+
+
+def test_equal_influences_with_equal_parameters_need_one_field():
+    from fem_crossdiff.fastassembly import layout, off_diagonal_mode
+    fields = lambda m: layout(off_diagonal_mode(m, 0), m, m.stages[0]).var  # noqa: E731
+    assert fields(_rbf_v(equal=True)) == ("g11",)
+    assert fields(_rbf_v()) == ("g11", "g22", "off")
+    assert fields(make_model("nonlinear-complex")) == ("g11",)
+    assert fields(make_model("perona-malik")) == ("g11", "off")
+    assert fields(make_model("heat")) == ()
