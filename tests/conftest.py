@@ -31,3 +31,23 @@ def small_image():
 def noisy_small(small_image):
     from fem_crossdiff.noise import gaussian_noise
     return small_image, gaussian_noise(small_image, 0.08, seed=3)
+
+
+@pytest.fixture
+def mpirun():
+    """``mpirun(n, *args)``: run ``python *args`` on ``n`` MPI ranks; skips when there is no ``mpiexec``."""
+    import shutil
+    import subprocess
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found")
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMP_NUM_THREADS": "1"}
+
+    def run(n, *args):
+        proc = subprocess.run([mpiexec, "-n", str(n), "--oversubscribe", sys.executable, *map(str, args)],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    return run

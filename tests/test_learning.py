@@ -1,5 +1,6 @@
 """Learning: exact adjoint gradients (Taylor tests), elliptic iterates, training lowers the loss, model files."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -144,7 +145,6 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     _, first = train(out, maxiter=2, **kwargs)
     ckpt = json.load(open(out + ".checkpoint"))
     assert len(ckpt["history"]) == len(first) >= 1
-    import os
     os.remove(out)  # as if the first run had been interrupted before saving
     _, second = train(out, maxiter=len(first) + 2, resume=True, **kwargs)
     assert second[:len(first)] == first
@@ -155,21 +155,13 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
 
 
 @pytest.mark.parallel
-def test_two_ranks_give_the_same_loss_and_gradient(tmp_path, tiny):
+def test_two_ranks_give_the_same_loss_and_gradient(tmp_path, tiny, mpirun):
     """Under mpiexec the images are dealt out over the ranks of an Ensemble; the sums must not change."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    mpiexec = shutil.which("mpiexec")
-    if mpiexec is None:
-        pytest.skip("mpiexec not found")
-    model, pairs = tiny
-    from fem_crossdiff.models import save_model
+    model, _ = tiny
     save_model(model, tmp_path / "m.json")
     script = tmp_path / "run.py"
     script.write_text(
-        "import json, sys, numpy as np\n"
+        "import json, sys\n"
         "from mpi4py import MPI\n"
         "from fem_crossdiff.models import load_model\n"
         "from fem_crossdiff.learning import DatasetLoss, pack, training_pairs\n"
@@ -178,13 +170,9 @@ def test_two_ranks_give_the_same_loss_and_gradient(tmp_path, tiny):
         "J, g = DatasetLoss(m, pairs).loss_and_gradient(pack(m))\n"
         "if MPI.COMM_WORLD.rank == 0:\n"
         "    json.dump({'J': J, 'g': list(g)}, open(sys.argv[1], 'w'))\n")
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1"}
     results = []
     for n in (1, 2):
-        out = tmp_path / f"r{n}.json"
-        proc = subprocess.run([mpiexec, "-n", str(n), "--oversubscribe", sys.executable, str(script), str(out)],
-                              env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results.append(json.load(open(out)))
+        mpirun(n, script, tmp_path / f"r{n}.json")
+        results.append(json.load(open(tmp_path / f"r{n}.json")))
     assert np.isclose(results[0]["J"], results[1]["J"], rtol=1e-12)
     assert np.allclose(results[0]["g"], results[1]["g"], rtol=1e-6, atol=1e-15)  # to the solver tolerance
