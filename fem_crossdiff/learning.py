@@ -287,8 +287,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
                            elapsed=entry["elapsed"], initial_loss=initial))
 
-    log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {stages} stage(s), {steps} steps "
-        f"to T={time_:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); loss {J0:.6e} "
+    log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {len(model.stages)} stage(s), "
+        f"{model.steps} steps to T={model.time:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); loss {J0:.6e} "
         f"(PSNR {psnr_of_loss(J0):.2f} dB)")
     interrupted = False
     try:
