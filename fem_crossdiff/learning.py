@@ -31,6 +31,9 @@ __all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "datas
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
           "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0)}
 FLOOR = 0.02
+#: Tight linear solves while learning: J(p) must be smooth to far below the optimiser's and the Taylor tests'
+#: resolution, on both the taped (UFL) path and the fast path used for plain loss evaluations.
+LEARNING_SOLVER = {"ksp_rtol": 1e-10}
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -126,7 +129,7 @@ class DatasetLoss:
         ecomm = self.ensemble.ensemble_comm
         self.mine = [i for i in range(self.n) if i % ecomm.size == ecomm.rank]
         mesh = image_mesh(shapes.pop(), refine, comm=self.ensemble.comm)
-        self.ev = Evolution(model, mesh)
+        self.ev = Evolution(model, mesh, solver_parameters=LEARNING_SOLVER)
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]
@@ -305,6 +308,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                             final_loss=Jf, final_train_psnr=psnr_of_loss(Jf), iterations=len(history),
                             elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
                             gradient_evaluations=loss.evaluations)
+    if init:
+        final.provenance["init_provenance"] = load_model(init).provenance  # the chain of runs behind the model
     final.check_elliptic(out)
     if rank0 and not interrupted:
         save_model(final, out)

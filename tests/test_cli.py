@@ -82,7 +82,7 @@ def test_two_ranks_give_the_same_output_as_one(tmp_path, noisy_small, mpirun):
 def test_bench_prints_a_table(capsys):
     assert main(["bench", "--sizes", "16", "24", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "cold first run" in out and "ms/step" in out
+    assert "cold, empty kernel cache" in out and "ms/step" in out
     assert any(line.strip().startswith("24²") for line in out.splitlines())
     assert "TV-Chambolle" in out
 
