@@ -245,7 +245,7 @@ def _aij_pattern(q1):
 
     Row :math:`2i+r` holds, for each scalar entry :math:`(i, j)` in order, columns :math:`2j, 2j+1`.
     """
-    nnz, n = q1.nnz, q1.nnodes
+    nnz = q1.nnz
     start, length, _, offset = _rows(q1)
     perm = np.empty(4 * nnz, dtype=np.intp)
     vindices = np.empty(4 * nnz, dtype=PETSc.IntType)

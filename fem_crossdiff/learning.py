@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from .models import CrossDiffusionModel, Influence, ModelError, make_model, save_model, load_model
+from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
 __all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "dataset_reduced_functional", "train",
            "pack", "unpack", "bounds", "add_commands"]

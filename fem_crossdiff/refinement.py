@@ -35,7 +35,8 @@ __all__ = ["eoc", "manufactured", "mms_error", "space_convergence", "time_conver
 STUDY_SOLVER = {"ksp_rtol": 1e-12, "ksp_atol": 1e-15, "snes_rtol": 1e-12, "snes_atol": 1e-14}
 
 
-def ev_V(w):
+def _scalar_space(w):
+    """The scalar Q1 space on the mesh of ``w``."""
     return pixel_space(w.function_space().mesh())
 
 
@@ -122,7 +123,7 @@ def self_convergence_image(img, model, levels=3, scheme="semi-implicit", steps=N
     diffs = []
     for r in range(levels):
         fine = sols[r + 1]
-        coarse = [prolong(fd.Function(ev_V(sols[r])).interpolate(sols[r][i]), ev_V(fine)) for i in range(2)]
+        coarse = [prolong(fd.Function(_scalar_space(sols[r])).interpolate(sols[r][i]), _scalar_space(fine)) for i in range(2)]
         diffs.append(math.sqrt(sum(fd.errornorm(fine[i], coarse[i]) ** 2 for i in range(2))))
     return np.array(diffs)
 

@@ -14,8 +14,6 @@ Schemes, with :math:`\tau = T/N` and :math:`(\cdot,\cdot)` the :math:`L^2` produ
 An optional source :math:`s(t)` serves manufactured solutions: ``source(t, discrete, f)`` returns UFL for
 the time ``Constant`` ``t``, the :class:`~fem_crossdiff.forms.DiscreteModel` and the data ``f``.
 """
-import time as _time
-
 import numpy as np
 import ufl
 import firedrake as fd

@@ -1,6 +1,4 @@
 """Known behaviour of the named models: conservation, stability, Gilboa's limits, independent references."""
-import math
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
