@@ -25,9 +25,8 @@ import ufl
 import firedrake as fd
 from firedrake.adjoint import stop_annotating
 
-from .images import image_mesh, image_to_function
-from .learning import pack, unpack
-from .timestepping import Evolution, LINEAR_SOLVER
+from .learning import DatasetLoss, pack
+from .timestepping import LINEAR_SOLVER
 
 __all__ = ["ContinuousAdjoint", "GradientProblem", "continuous_gradient", "discrete_gradient", "fd_gradient",
            "DIRECT_SOLVER", "relative_gap"]
@@ -227,8 +226,7 @@ class ContinuousAdjoint:
         """
         ev, dm = self.ev, self.ev.discrete
         N, tau = ev.steps, float(ev.dt)
-        sizes = [sum(int(np.size(st[n])) for n in dm.model.parameter_names) for st in dm.model.stages]
-        grads = [np.zeros(s) for s in sizes]
+        grads = [np.zeros(dm.size) for _ in dm.model.stages]
         with stop_annotating():
             self.P.assign(self.terminal(trajectory[N]))
             last = None                                      # (stage, G at the left node of the last interval)
@@ -266,12 +264,11 @@ class GradientProblem:
         sp = {**DIRECT_SOLVER, **(solver_parameters or {})}
         if scheme == "semi-implicit":
             sp = {k: v for k, v in sp.items() if not k.startswith("snes_")}
-        mesh = mesh if mesh is not None else image_mesh(np.shape(clean), refine)
-        self.ev = Evolution(model, mesh, time=time, steps=steps, scheme=scheme, solver_parameters=sp)
-        with stop_annotating():
-            self.clean = image_to_function(clean, self.ev.V)
-            self.noisy = image_to_function(noisy, self.ev.V)
-            self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
+        self.data = DatasetLoss(model, [(clean, noisy)], refine=refine, mesh=mesh, solver_parameters=sp,
+                                time=time, steps=steps, scheme=scheme)
+        self.ev = self.data.ev
+        self.clean, self.noisy = self.data.data[0]
+        self.area = self.data.area
         self.x0 = pack(model)
         self.adjoint_theta, self._sp = adjoint_theta, sp
         self._adjoint = None
@@ -281,19 +278,19 @@ class GradientProblem:
     def steps(self):
         return self.ev.steps
 
+    def _x(self, x):
+        return self.x0 if x is None else np.asarray(x, dtype=float)
+
     def set(self, x=None):
-        self.ev.discrete.set_stages(unpack(self.model, self.x0 if x is None else np.asarray(x, dtype=float)))
+        self.data.set(self._x(x))
 
     def misfit(self):
-        """:math:`\\frac{1}{|\\Omega|}\\int(u - c)^2dx` of the current ``ev.w`` (as in ``DatasetLoss``)."""
-        return fd.assemble((self.ev.w[0] - self.clean) ** 2 * fd.dx) / self.area
+        """:math:`\\frac{1}{|\\Omega|}\\int(u - c)^2dx` of the current ``ev.w`` (``DatasetLoss``'s)."""
+        return self.data._misfit(self.clean)
 
     def loss(self, x=None):
         """:math:`J(q)`, nothing recorded."""
-        self.set(x)
-        with stop_annotating():
-            self.ev.run(self.noisy)
-            return float(self.misfit())
+        return self.data.loss(self._x(x))
 
     def trajectory(self, x=None):
         """Forward run without annotation, keeping every state :math:`w^0, \\dots, w^N`."""
@@ -322,29 +319,11 @@ class GradientProblem:
         return J, g
 
     def discrete_gradient(self, x=None):
-        """(J, dJ) from pyadjoint: the exact gradient of the discrete J (same recipe as ``DatasetLoss``)."""
-        from firedrake.adjoint import (Control, ReducedFunctional, Tape, continue_annotation, pause_annotation,
-                                       set_working_tape)
+        """(J, dJ) from pyadjoint: the exact gradient of the discrete J (``DatasetLoss.loss_and_gradient``)."""
         t0 = _time.perf_counter()
-        self.set(x)
-        tape = Tape()
-        with set_working_tape(tape):
-            continue_annotation()
-            try:
-                self.ev.run(self.noisy)
-                J = self.misfit()
-            finally:
-                pause_annotation()
-            rf = ReducedFunctional(J, [Control(c) for c in self.ev.discrete.controls()], tape=tape)
-            derivs = rf.derivative()
-        dm = self.ev.discrete
-        if hasattr(dm, "gradient_vector"):   # one spatially constant control per stage
-            g = np.asarray(dm.gradient_vector(derivs), dtype=float)
-        else:                                # one R-space control per parameter
-            g = np.concatenate([np.asarray(d.dat.data_ro).reshape(-1) for d in derivs])
-        tape.clear_tape()
+        J, g = self.data.loss_and_gradient(self._x(x))
         self.timings["discrete"] = _time.perf_counter() - t0
-        return float(J), g
+        return J, g
 
     def fd_gradient(self, x=None, eps=1e-6, indices=None):
         """Central differences :math:`(J(q+h e_i) - J(q-h e_i))/2h`, :math:`h = \\epsilon\\max(1,|q_i|)`."""

@@ -21,13 +21,11 @@ GRAD_EPS2 = 1e-12
 
 
 class DiscreteModel:
-    """UFL for one model on one mesh: :meth:`D`, :meth:`reaction`, parameters as R-space functions."""
+    """UFL for one model on one mesh: :meth:`D`, :meth:`reaction`, parameters in one DG0 function per stage."""
 
     def __init__(self, model, mesh):
         self.model, self.mesh = model, mesh
-        self.layout = [(name, np.size(model.stages[0][name]), np.ndim(model.stages[0][name]) > 0)
-                       for name in model.parameter_names]
-        self.size = sum(n for _, n, _ in self.layout)
+        self.size = sum(n for _, n, _ in model.stage_layout)
         Z = fd.VectorFunctionSpace(mesh, "DG", 0, dim=self.size)
         with stop_annotating():
             self.stage_functions = [fd.Function(Z, name=f"parameters_stage{k}") for k in range(len(model.stages))]
@@ -37,33 +35,23 @@ class DiscreteModel:
     def _components(self, P):
         """name -> UFL component of ``P`` (a list of components for RBF weights)."""
         out, i = {}, 0
-        for name, n, is_list in self.layout:
+        for name, n, is_list in self.model.stage_layout:
             out[name] = [P[i + m] for m in range(n)] if is_list else P[i]
             i += n
         return out
 
     # -- parameter values -------------------------------------------------------------------------
-    def pack_stage(self, stage):
-        return np.concatenate([np.atleast_1d(stage[name]).astype(float) for name, _, _ in self.layout])
-
-    def unpack_stage(self, vec):
-        out, i = {}, 0
-        for name, n, is_list in self.layout:
-            out[name] = [float(x) for x in vec[i:i + n]] if is_list else float(vec[i])
-            i += n
-        return out
-
     def set_stages(self, stages):
         """Copy numbers into the (spatially constant) stage functions; not annotated: these are control values."""
         if len(stages) != len(self.stage_functions):
             raise ValueError(f"expected {len(self.stage_functions)} stages, got {len(stages)}")
         with stop_annotating():
             for P, stage in zip(self.stage_functions, stages):
-                P.dat.data_wo_with_halos[...] = self.pack_stage(stage)[None, :]
+                P.dat.data_wo_with_halos[...] = self.model.pack_stage(stage)[None, :]
 
     def get_stages(self):
         """Current parameter values as a list of stage dictionaries (plain floats and lists)."""
-        return [self.unpack_stage(P.dat.data_ro_with_halos[0]) for P in self.stage_functions]
+        return [self.model.unpack_stage(P.dat.data_ro_with_halos[0]) for P in self.stage_functions]
 
     def controls(self):
         """One control per stage: the vector-valued DG0 function holding its parameters (constant in space)."""

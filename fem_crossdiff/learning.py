@@ -64,26 +64,18 @@ def learned_template(stages=3, centres=8, time=2.0, steps=12, k=0.08, grad_span=
 
 
 def pack(model):
-    """Stage parameters → flat vector (order: stage, then :attr:`parameter_names`)."""
-    return np.concatenate([np.atleast_1d(st[n]).astype(float) for st in model.stages
-                           for n in model.parameter_names])
+    """Stage parameters → flat vector (stage by stage, each in :attr:`CrossDiffusionModel.stage_layout` order)."""
+    return np.concatenate([model.pack_stage(st) for st in model.stages])
 
 
 def unpack(model, x):
     """Flat vector → list of stage dictionaries shaped like ``model.stages``."""
-    stages, i = [], 0
-    for st in model.stages:
-        new = {}
-        for n in model.parameter_names:
-            size = np.size(st[n])
-            new[n] = x[i:i + size].tolist() if np.ndim(st[n]) else float(x[i])
-            i += size
-        stages.append(new)
-    return stages
+    return [model.unpack_stage(chunk) for chunk in np.split(np.asarray(x, dtype=float), len(model.stages))]
 
 
 def bounds(model):
-    return [BOUNDS[n] for st in model.stages for n in model.parameter_names for _ in range(np.size(st[n]))]
+    """Box bounds of :func:`pack`'s vector, from :data:`BOUNDS`."""
+    return [BOUNDS[name] for _ in model.stages for name, n, _ in model.stage_layout for _ in range(n)]
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -113,8 +105,11 @@ def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
 class DatasetLoss:
     """:math:`J(p)` and :math:`\\nabla J(p)` over a data set of equally sized pairs, images split over ranks."""
 
-    def __init__(self, model, pairs, ensemble=None, refine=0, checkpointing=False):
-        """``checkpointing``: tape through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``:
+    def __init__(self, model, pairs, ensemble=None, refine=0, checkpointing=False, mesh=None,
+                 solver_parameters=None, **evolution):
+        """``mesh`` replaces the structured image mesh (it needs ``mesh.image_shape``); ``solver_parameters``
+        update :data:`LEARNING_SOLVER`; other keywords (``time``, ``steps``, ``scheme``) go to the
+        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``:
         only the adjoint's dependencies of each step are kept, not every block's output). Revolve-type schedules
         (``MultistageCheckpointSchedule``) gave wrong gradients with this pyadjoint release (a known upstream
         problem), so they are not offered; memory is bounded anyway by one image's evolution per tape."""
@@ -128,8 +123,10 @@ class DatasetLoss:
         self.ensemble = ensemble or fd.Ensemble(fd.COMM_WORLD, 1)
         ecomm = self.ensemble.ensemble_comm
         self.mine = [i for i in range(self.n) if i % ecomm.size == ecomm.rank]
-        mesh = image_mesh(shapes.pop(), refine, comm=self.ensemble.comm)
-        self.ev = Evolution(model, mesh, solver_parameters=LEARNING_SOLVER)
+        if mesh is None:
+            mesh = image_mesh(shapes.pop(), refine, comm=self.ensemble.comm)
+        self.ev = Evolution(model, mesh, solver_parameters={**LEARNING_SOLVER, **(solver_parameters or {})},
+                            **evolution)
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]

@@ -150,6 +150,24 @@ class CrossDiffusionModel:
                 raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
         return stage
 
+    @property
+    def stage_layout(self):
+        """``(name, size, is_list)`` of every stage parameter, in :attr:`parameter_names` order."""
+        first = self.stages[0]
+        return [(n, int(np.size(first[n])), np.ndim(first[n]) > 0) for n in self.parameter_names]
+
+    def pack_stage(self, stage):
+        """One stage's parameters as a flat vector (RBF weights expanded), in :attr:`stage_layout` order."""
+        return np.concatenate([np.atleast_1d(stage[n]).astype(float) for n, _, _ in self.stage_layout])
+
+    def unpack_stage(self, vec):
+        """Inverse of :meth:`pack_stage`: a stage dictionary of plain floats and lists."""
+        out, i = {}, 0
+        for name, n, is_list in self.stage_layout:
+            out[name] = [float(x) for x in vec[i:i + n]] if is_list else float(vec[i])
+            i += n
+        return out
+
     def matrix(self, stage=0):
         """The constant matrix :math:`M = (d_{ij})` of one stage, as a numpy array."""
         p = self.stages[stage]
@@ -233,12 +251,16 @@ class CrossDiffusionModel:
                              f"parameters (recomputed {alpha:g}); the file has been altered or corrupted")
         return model
 
+    def replace(self, **changes):
+        """A validated copy with some fields changed (the certificate is recomputed)."""
+        d = self.to_dict()
+        d.update(changes)
+        del d["certificate"]
+        return CrossDiffusionModel.from_dict(d, self.name)
+
     def with_stages(self, stages):
         """A copy with other stage parameters (validated)."""
-        d = self.to_dict()
-        d["stages"] = stages
-        del d["certificate"]  # recomputed for the new parameters
-        return CrossDiffusionModel.from_dict(d, self.name)
+        return self.replace(stages=stages)
 
     def on_mesh(self, mesh):
         """Realise this model on ``mesh`` (see :class:`fem_crossdiff.forms.DiscreteModel`)."""
@@ -374,12 +396,7 @@ def _override_horizon(model, params):
     extra = set(params) - {"time", "steps"}
     if extra:
         raise ModelError(f"a learned model accepts only time and steps overrides, got {sorted(extra)}")
-    if params:
-        d = model.to_dict()
-        d.update(params)
-        d.pop("certificate")
-        model = CrossDiffusionModel.from_dict(d, model.name)
-    return model
+    return model.replace(**params) if params else model
 
 
 def model_help():

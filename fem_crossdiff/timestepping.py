@@ -46,7 +46,7 @@ class Evolution:
     """Evolve :math:`w = (u, v)` from :math:`(f, 0)` to time ``time`` in ``steps`` steps, on one mesh.
 
     Build once, :meth:`run` many times (forms are compiled and solvers set up once). Parameters live in
-    ``self.discrete`` (R-space functions): change them with ``self.discrete.set_stages`` between runs.
+    ``self.discrete`` (one DG0 function per stage): change them with ``self.discrete.set_stages`` between runs.
 
     Semi-implicit steps on one rank without a source, when pyadjoint is not recording, take the fast path
     of :mod:`fem_crossdiff.fastassembly` (the same matrix, assembled by fixed sparse products); ``fast=False``
