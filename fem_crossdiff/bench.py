@@ -8,7 +8,7 @@ from .data import centre_crop, load
 from .metrics import psnr
 from .noise import gaussian_noise
 
-__all__ = ["run_bench", "time_call"]
+__all__ = ["run_bench", "run_gradient_bench", "time_call"]
 
 
 def time_call(fn, repeats):
@@ -100,3 +100,67 @@ def _baselines(sizes, sigma255, results, out, rank0):
     t_bm, u_bm = time_call(lambda: bm3d.bm3d(noisy, sigma_psd=sigma255 / 255), 1)
     out(f"  BM3D            {t_bm:8.3f} s   PSNR {psnr(clean, u_bm):.2f} dB   "
         f"(fem-crossdiff is {t_bm / ours['denoise']:.1f}x faster)")
+
+
+# ------------------------------------------------------------------------------- gradient cost
+def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, out=print):
+    """Cost of one training gradient (pyadjoint: taped forward + adjoint) against the forward solve, and peak
+    memory, per image size; every size (and checkpointed taping) runs in its own process so that peak memory is
+    that of one gradient. Model: a shipped learned model (``sigma15``/``sigma25``) or a model JSON; ``steps``
+    overrides its number of time steps (same final time: a longer tape)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    out(f"fem-crossdiff bench --gradient: model {model}, {steps or 'its'} steps, one image per gradient, "
+        f"best of {repeats}, one rank")
+    out(f"{'size':>6} {'tape':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
+        f"{'grad/UFL':>9} {'adj/UFL':>8} {'grad/fast':>9} {'peak MiB':>9}")
+    rows = []
+    for size in sizes:
+        for checkpointing in (False, True):
+            code = (f"from fem_crossdiff.bench import _gradient_case; import json; "
+                    f"print(json.dumps(_gradient_case({size}, {model!r}, {repeats}, {checkpointing}, {steps})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode != 0:
+                raise RuntimeError(f"gradient benchmark ({size}², checkpointing={checkpointing}) failed:\n"
+                                   f"{proc.stderr[-800:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            grad = r["taped_forward"] + r["adjoint"]
+            rows.append(dict(size=size, checkpointing=checkpointing, **r))
+            out(f"{size:>5}² {'schedule' if checkpointing else 'plain':>10} {r['forward_fast']:>10.3f} "
+                f"{r['forward_ufl']:>10.3f} {r['taped_forward']:>10.3f} {r['adjoint']:>8.3f} "
+                f"{grad / r['forward_ufl']:>9.1f} {r['adjoint'] / r['forward_ufl']:>8.1f} "
+                f"{grad / r['forward_fast']:>9.1f} {r['peak_mb']:>9.0f}")
+    out("fwd fast: the denoise path (no tape); fwd UFL: the same Firedrake assembly the tape records; "
+        "grad = taped fwd + adjoint; 'schedule': SingleMemoryStorageSchedule checkpointing")
+    return rows
+
+
+def _gradient_case(size, model, repeats, checkpointing, steps=None):
+    """Timings (s) of one image's forward (fast, UFL) and gradient (taped forward, adjoint) and peak MiB."""
+    from .data import centre_crop, load
+    from .evaluation import shipped_model
+    from .learning import DatasetLoss, pack, peak_memory_mb
+    from .models import load_model
+    from .noise import gaussian_noise
+    m = load_model(shipped_model(int(model[5:])) if model in ("sigma15", "sigma25") else model)
+    clean = centre_crop(load("chelsea"), size)
+    pairs = [(clean, gaussian_noise(clean, 25 / 255, seed=0))]
+    steps = steps or m.steps
+    loss = DatasetLoss(m, pairs, checkpointing=checkpointing, steps=steps)
+    x = pack(m)
+    loss.loss_and_gradient(x)                          # compile everything outside the timings
+    best = {"taped forward": float("inf"), "adjoint": float("inf")}
+    for _ in range(repeats):
+        loss.seconds = dict.fromkeys(best, 0.0)
+        loss.loss_and_gradient(x)
+        best = {k: min(best[k], loss.seconds[k]) for k in best}
+    peak = peak_memory_mb()
+    t_fast, _ = time_call(lambda: loss.loss(x), repeats)
+    ufl = DatasetLoss(m, pairs, fast=False, steps=steps)
+    ufl.loss(x)
+    t_ufl, _ = time_call(lambda: ufl.loss(x), repeats)
+    return dict(forward_fast=t_fast, forward_ufl=t_ufl, taped_forward=best["taped forward"],
+                adjoint=best["adjoint"], peak_mb=peak, steps=steps)

@@ -77,8 +77,13 @@ def cmd_denoise(args):
 
 
 def cmd_bench(args):
-    from .bench import run_bench
-    run_bench(sizes=args.sizes, model=args.model, repeats=args.repeats, sigma255=args.sigma)
+    from .bench import run_bench, run_gradient_bench
+    if args.gradient:
+        run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
+                           repeats=args.repeats, steps=args.steps)
+    else:
+        run_bench(sizes=args.sizes or [64, 128, 256, 512], model=args.model or "nonlinear-complex",
+                  repeats=args.repeats, sigma255=args.sigma)
 
 
 def build_parser():
@@ -104,8 +109,12 @@ def build_parser():
     s.set_defaults(func=cmd_denoise)
 
     s = sub.add_parser("bench", help="time per step and per denoise for several image sizes, vs TV and BM3D")
-    s.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
-    s.add_argument("--model", default="nonlinear-complex")
+    s.add_argument("--sizes", type=int, nargs="+", help="image sizes (default 64 128 256 512; --gradient: 64 128 256)")
+    s.add_argument("--model", help="model (default nonlinear-complex; --gradient: sigma25, the shipped learned "
+                                   "model, or a model .json)")
+    s.add_argument("--gradient", action="store_true",
+                   help="cost of a training gradient (pyadjoint) against the forward solve, and peak memory")
+    s.add_argument("--steps", type=int, help="--gradient: time steps (default: the model's); more steps, longer tape")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--sigma", type=float, default=25.0, help="noise level on the 0-255 scale")
     s.set_defaults(func=cmd_bench)

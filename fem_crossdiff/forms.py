@@ -29,10 +29,10 @@ class DiscreteModel:
         Z = fd.VectorFunctionSpace(mesh, "DG", 0, dim=self.size)
         with stop_annotating():
             self.stage_functions = [fd.Function(Z, name=f"parameters_stage{k}") for k in range(len(model.stages))]
-        self.params = [self._components(P) for P in self.stage_functions]
+        self.params = [self.components(P) for P in self.stage_functions]
         self.set_stages(model.stages)
 
-    def _components(self, P):
+    def components(self, P):
         """name -> UFL component of ``P`` (a list of components for RBF weights)."""
         out, i = {}, 0
         for name, n, is_list in self.model.stage_layout:
@@ -63,12 +63,13 @@ class DiscreteModel:
         return self.mesh.comm.allreduce(local)
 
     # -- UFL ------------------------------------------------------------------------------------------
-    def influence(self, which, w, k):
-        """:math:`g_{ii}(w)` of stage ``k`` as UFL (``which`` is "11" or "22")."""
+    def influence(self, which, w, k, params=None):
+        """:math:`g_{ii}(w)` of stage ``k`` as UFL (``which`` is "11" or "22"); ``params`` (as :attr:`params`
+        ``[k]``) replaces the stage's own parameters."""
         g = getattr(self.model, "g" + which)
         if g.kind == "one":
             return None
-        par = self.params[k][g.parameter(which)]
+        par = (self.params[k] if params is None else params)[g.parameter(which)]
         if g.variable == "v":
             return g.evaluate(w[1], par, lib=ufl)
         grad2 = ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
@@ -78,10 +79,10 @@ class DiscreteModel:
             return g.floor + (1 - g.floor) * ufl.exp(-grad2 / par ** 2)
         return g.evaluate(ufl.sqrt(grad2 + GRAD_EPS2), par, lib=ufl)
 
-    def D(self, w, k=0):
-        r""":math:`D(w) = G^{1/2} M G^{1/2}` of stage ``k`` as a UFL 2×2 matrix."""
-        p = self.params[k]
-        g11, g22 = self.influence("11", w, k), self.influence("22", w, k)
+    def D(self, w, k=0, params=None):
+        r""":math:`D(w) = G^{1/2} M G^{1/2}` of stage ``k`` (or with ``params``) as a UFL 2×2 matrix."""
+        p = self.params[k] if params is None else params
+        g11, g22 = self.influence("11", w, k, p), self.influence("22", w, k, p)
         if g11 is None and g22 is None:
             off, g11, g22 = 1, 1, 1
         elif g22 is None:

@@ -12,7 +12,9 @@ gradient of the discrete problem); the optimiser is scipy's L-BFGS-B.
 
 The data-set gradient :math:`\sum_i \nabla J_i` is computed one image at a time on a fresh tape, so memory is
 that of one image's evolution; under ``mpiexec`` the images are dealt out over the ranks of an ``Ensemble``
-and the sums are reduced, giving the same model as one rank.
+and the sums are reduced, giving the same model as one rank. Each semi-implicit step goes on the tape as one
+:class:`~fem_crossdiff.taping.SemiImplicitStepBlock` (its adjoint forms derived once, not per step), which
+makes a gradient 1.8× (256²) to 3.5× (64² patches) cheaper than with pyadjoint's generic solve blocks.
 """
 import json
 import math
@@ -25,7 +27,7 @@ import numpy as np
 from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
 __all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "dataset_reduced_functional", "train",
-           "pack", "unpack", "bounds", "add_commands"]
+           "pack", "unpack", "bounds", "add_commands", "peak_memory_mb"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
@@ -132,6 +134,7 @@ class DatasetLoss:
                      for i in self.mine]
         self.checkpointing = checkpointing
         self.evaluations = 0
+        self.seconds = {"taped forward": 0.0, "adjoint": 0.0}   # this rank's time in loss_and_gradient
 
     def _misfit(self, clean):
         import firedrake as fd
@@ -168,15 +171,19 @@ class DatasetLoss:
                 if self.checkpointing:
                     from checkpoint_schedules import SingleMemoryStorageSchedule
                     tape.enable_checkpointing(SingleMemoryStorageSchedule())
+                t0 = time.perf_counter()
                 continue_annotation()
                 try:
                     self.ev.run(noisy, timestepper=tape.timestepper if self.checkpointing else None)
                     Ji = self._misfit(clean)
                 finally:
                     pause_annotation()
+                t1 = time.perf_counter()
                 rf = ReducedFunctional(Ji, [Control(c) for c in controls], tape=tape)
                 grad += self.ev.discrete.gradient_vector(rf.derivative())
                 J += float(Ji)
+                self.seconds["taped forward"] += t1 - t0
+                self.seconds["adjoint"] += time.perf_counter() - t1
         self.evaluations += 1
         return self._reduce(J) / self.n, self._reduce(grad) / self.n
 
@@ -185,10 +192,12 @@ def dataset_reduced_functional(model, pairs, refine=0):
     """pyadjoint ``ReducedFunctional`` of :math:`J` over all ``pairs`` on one tape (controls: one per stage).
 
     Same value and gradient as :class:`DatasetLoss`; meant for Taylor tests and small data sets (its tape
-    holds every image's evolution at once). Returns ``(rf, loss)``.
+    holds every image's evolution at once). Recorded with pyadjoint's generic solve blocks (which also give
+    Hessians, for ``taylor_to_dict``), not with :mod:`fem_crossdiff.taping`'s step block that
+    :class:`DatasetLoss` uses, so the two cross-check each other. Returns ``(rf, loss)``.
     """
     from firedrake.adjoint import Control, ReducedFunctional, continue_annotation, get_working_tape, pause_annotation
-    loss = DatasetLoss(model, pairs, refine=refine)
+    loss = DatasetLoss(model, pairs, refine=refine, step_block=False)
     get_working_tape().clear_tape()
     controls = [Control(c) for c in loss.ev.discrete.controls()]
     continue_annotation()
@@ -201,6 +210,15 @@ def dataset_reduced_functional(model, pairs, refine=0):
     finally:
         pause_annotation()
     return ReducedFunctional(J, controls), loss
+
+
+def peak_memory_mb(comm=None):
+    """Peak resident memory of this process in MiB (``getrusage``), the maximum over ``comm``'s ranks if given."""
+    import resource
+    from mpi4py import MPI
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss      # KiB on Linux (bytes on macOS)
+    mb = kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
+    return comm.allreduce(mb, op=MPI.MAX) if comm is not None else mb
 
 
 def psnr_of_loss(J):
@@ -279,10 +297,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         current = model.with_stages(unpack(model, xk))
         pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
         entry = dict(iteration=len(history) + 1, loss=J, psnr=psnr_of_loss(J), grad=pg,
-                     certificate=current.certificate(), elapsed=time.perf_counter() - t0)
+                     certificate=current.certificate(), elapsed=time.perf_counter() - t0,
+                     peak_mb=peak_memory_mb(MPI.COMM_WORLD))
         history.append(entry)
         log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
-            f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s")
+            f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
         if rank0:
             ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
                            elapsed=entry["elapsed"], initial_loss=initial))
@@ -304,7 +323,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
                             final_loss=Jf, final_train_psnr=psnr_of_loss(Jf), iterations=len(history),
                             elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
-                            gradient_evaluations=loss.evaluations)
+                            gradient_evaluations=loss.evaluations,
+                            peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD))
     if init:
         final.provenance["init_provenance"] = load_model(init).provenance  # the chain of runs behind the model
     final.check_elliptic(out)

@@ -18,7 +18,7 @@ import numpy as np
 import ufl
 import firedrake as fd
 from firedrake.exceptions import ConvergenceError
-from pyadjoint.tape import annotate_tape
+from pyadjoint.tape import annotate_tape, stop_annotating
 
 from .images import image_mesh, pixel_space, image_to_function, function_to_image
 from .models import CrossDiffusionModel, ModelError, check_horizon, make_model
@@ -54,7 +54,7 @@ class Evolution:
     """
 
     def __init__(self, model, mesh, *, time=None, steps=None, scheme="semi-implicit", solver_parameters=None,
-                 source=None, quadrature_degree=QUADRATURE_DEGREE, fast=True):
+                 source=None, quadrature_degree=QUADRATURE_DEGREE, fast=True, step_block=True):
         if scheme not in SCHEMES:
             raise ModelError(f"unknown time scheme '{scheme}'; expected one of {', '.join(SCHEMES)}")
         self.model = model
@@ -79,6 +79,9 @@ class Evolution:
                          and quadrature_degree == QUADRATURE_DEGREE)
         self._fast = None
         self._user_solver_parameters = dict(solver_parameters or {})
+        # taped semi-implicit steps: one fem_crossdiff block per step (taping.py) or pyadjoint's generic blocks
+        self._step_block = step_block and scheme == "semi-implicit" and source is None
+        self._step_forms = None
 
     # -- forms -------------------------------------------------------------------------------------
     def _operator(self, w, phi, k, t):
@@ -96,19 +99,21 @@ class Evolution:
             self._ufl_solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
         return self._ufl_solvers
 
-    def _semi_implicit_forms(self, k):
+    def _semi_implicit_forms(self, k, params=None, w_old=None, f=None):
         """Bilinear and linear forms ``(a, L)`` of the semi-implicit step of stage ``k`` (what the fast path
-        assembles without UFL, see :mod:`fem_crossdiff.fastassembly`)."""
+        assembles without UFL, see :mod:`fem_crossdiff.fastassembly`). ``params`` (UFL, as
+        ``discrete.params[k]``), ``w_old`` and ``f`` replace the stage parameters, :math:`w^n` and the data."""
         dm, dx, dt = self.discrete, self.dx, self.dt
+        w_old, f = (self.w_old if w_old is None else w_old), (self.f if f is None else f)
         phi, trial = fd.TestFunction(self.W), fd.TrialFunction(self.W)
-        p = dm.params[k]
+        p = dm.params[k] if params is None else params
         reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
         a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
-             + dt * ufl.inner(ufl.dot(dm.D(self.w_old, k), ufl.grad(trial)), ufl.grad(phi))) * dx
-        rhs = ufl.as_vector([p["lam"] * self.f, 0])
+             + dt * ufl.inner(ufl.dot(dm.D(w_old, k, p), ufl.grad(trial)), ufl.grad(phi))) * dx
+        rhs = ufl.as_vector([p["lam"] * f, 0])
         if self.source is not None:
-            rhs = rhs + self.source(self.t + dt, dm, self.f)
-        L = (ufl.inner(self.w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
+            rhs = rhs + self.source(self.t + dt, dm, f)
+        L = (ufl.inner(w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
         return a, L
 
     def _make_solver(self, k):
@@ -153,6 +158,8 @@ class Evolution:
             self.step(n)
             if callback is not None:
                 callback(n + 1, self.steps)
+        if self._step_block and annotate_tape():
+            self.w.assign(self.w_old)       # taped steps output w_old; record that w is w^N too
         return self.w
 
     def step(self, n):
@@ -161,6 +168,8 @@ class Evolution:
         Semi-implicit steps on one rank, not recorded by pyadjoint, take the fast path
         (:mod:`fem_crossdiff.fastassembly`: same matrix, assembled without ``MatSetValues``).
         """
+        if self._step_block and annotate_tape():
+            return self._taped_step(n)
         if self._fast_solver() is not None:
             return self._fast_step(n)
         self.w.assign(self.w_old)
@@ -174,6 +183,21 @@ class Evolution:
                                  "Try more steps or a smaller time.") from None
         self.w_old.assign(self.w)
         self.t.assign(float(self.t) + float(self.dt))
+
+    def _taped_step(self, n):
+        """:meth:`step`, unannotated, recorded as one :class:`~fem_crossdiff.taping.SemiImplicitStepBlock`
+        (dependencies :math:`w^n`, :math:`f`, the stage's parameters; output :math:`w^{n+1}` in ``w_old``)."""
+        from pyadjoint import get_working_tape
+        from .taping import SemiImplicitStepBlock, StepForms
+        if self._step_forms is None:
+            with stop_annotating():
+                self._step_forms = StepForms(self)
+        P = self.discrete.stage_functions[self.discrete.stage_of_step(n, self.steps)]
+        block = SemiImplicitStepBlock(self._step_forms, self.w_old, self.f, P)
+        get_working_tape().add_block(block)
+        with stop_annotating():
+            self.step(n)
+        block.add_output(self.w_old.create_block_variable())
 
     def _fast_solver(self):
         """The :class:`~fem_crossdiff.fastassembly.FastSemiImplicitSolver`, or None when the UFL path must run

@@ -1,6 +1,7 @@
 """The command line: models listing, denoise end to end, clear errors, outputs never clobbered; 1 vs 2 ranks."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,12 +50,12 @@ def test_bad_input_gives_a_clear_error_and_leaves_files_alone(tmp_path, monkeypa
     np.save("nan.npy", np.array([[0.0, np.nan], [0.1, 0.2]]))
     np.save("tiny.npy", np.zeros((1, 1)))
     np.save("exists.npy", np.ones((2, 2)))
-    open("text.png", "w").write("hello")
-    before = {p: open(p, "rb").read() for p in os.listdir(".")}
+    Path("text.png").write_text("hello")
+    before = {p: Path(p).read_bytes() for p in os.listdir(".")}
     assert main(["denoise", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert {p: open(p, "rb").read() for p in os.listdir(".")} == before  # nothing written, nothing changed
+    assert {p: Path(p).read_bytes() for p in os.listdir(".")} == before  # nothing written, nothing changed
 
 
 def test_force_replaces_an_existing_output(tmp_path):
@@ -75,7 +76,9 @@ def test_two_ranks_give_the_same_output_as_one(tmp_path, noisy_small, mpirun):
         mpirun(n, "-m", "fem_crossdiff.cli", "denoise", tmp_path / "in.npy", out, "--model", "nonlinear-cross",
                "--steps", "4", "--quiet")
         outputs.append(np.load(out))
-    assert np.max(np.abs(outputs[0] - outputs[1])) < 1e-7
+    # one rank: fast path, FGMRES to rtol 1e-6 per step; two ranks: Firedrake's assembly, GMRES to 1e-8. Equal to
+    # those tolerances (4e-7 on the 256² benchmark, see FAST_SOLVER); tight solves agree to 1e-12 (test_learning)
+    assert np.max(np.abs(outputs[0] - outputs[1])) < 2e-6
     assert np.max(np.abs(outputs[0] - noisy)) > 1e-2
 
 
@@ -87,13 +90,26 @@ def test_bench_prints_a_table(capsys):
     assert "TV-Chambolle" in out
 
 
+def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
+    assert main(["bench", "--gradient", "--sizes", "16", "--repeats", "1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("16²")]
+    assert [r[1] for r in rows] == ["plain", "schedule"]
+    for r in rows:
+        fast, ufl, taped, adjoint, peak = map(float, (r[2], r[3], r[4], r[5], r[-1]))
+        assert min(fast, ufl, taped, adjoint) > 0
+        assert np.isclose(float(r[6]), (taped + adjoint) / ufl, rtol=0.1, atol=0.06)  # times printed to 1 ms
+        assert 50 < peak < 24 * 1024                  # MiB of one Firedrake process, not KiB or bytes
+
+
 def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
     model = str(tmp_path / "m.json")
     assert main(["train", "--out", model, "--images", "brick", "--patch", "16", "--per-image", "1",
                  "--stages", "1", "--steps", "3", "--centres", "3", "--maxiter", "2"]) == 0
-    saved = json.load(open(model))
+    saved = json.loads(Path(model).read_text())
     assert saved["provenance"]["command"].startswith("fem-crossdiff train --out")
     assert saved["provenance"]["final_loss"] <= saved["provenance"]["initial_loss"]
+    assert 50 < saved["provenance"]["peak_memory_mb_per_rank"] < 24 * 1024
+    assert "peak" in capsys.readouterr().out                       # the progress line reports memory
     assert main(["train", "--out", model, "--images", "brick"]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
     assert main(["evaluate", "--model", model, "--sigma", "25", "--size", "24", "--no-baselines",

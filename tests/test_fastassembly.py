@@ -127,21 +127,27 @@ def test_fast_and_ufl_paths_give_the_same_evolution(name, rng):
     assert np.abs(fast_default - ref).max() < 1e-7
 
 
-def test_annotating_pyadjoint_takes_the_ufl_path(noisy_small):
+def test_annotated_steps_are_one_block_each_and_match_the_generic_ufl_tape(noisy_small):
+    """Taped semi-implicit steps run the fast path under one SemiImplicitStepBlock each; with
+    ``step_block=False`` pyadjoint's generic blocks record the UFL solves. Same states either way."""
     from firedrake.adjoint import continue_annotation, get_working_tape, pause_annotation
+    from fem_crossdiff.taping import SemiImplicitStepBlock
     _, noisy = noisy_small
-    ev = Evolution(make_model("nonlinear-cross", steps=3), image_mesh(noisy.shape), solver_parameters=TIGHT)
-    f = image_to_function(noisy, ev.V)
-    continue_annotation()
-    try:
-        annotated = ev.run(f).dat.data_ro.copy()
-    finally:
-        pause_annotation()
-        get_working_tape().clear_tape()
-    assert ev._fast is None
-    fast = ev.run(f).dat.data_ro.copy()
-    assert ev._fast is not None
-    assert np.abs(fast - annotated).max() < 1e-8
+    model = make_model("nonlinear-cross", steps=3)
+    states, blocks = {}, {}
+    for step_block in (True, False):
+        ev = Evolution(model, image_mesh(noisy.shape), solver_parameters=TIGHT, step_block=step_block)
+        f = image_to_function(noisy, ev.V)
+        continue_annotation()
+        try:
+            states[step_block] = ev.run(f).dat.data_ro.copy()
+            blocks[step_block] = sum(isinstance(b, SemiImplicitStepBlock) for b in get_working_tape().get_blocks())
+        finally:
+            pause_annotation()
+            get_working_tape().clear_tape()
+        assert (ev._fast is not None) == step_block        # the generic tape needs the UFL solvers
+    assert blocks == {True: 3, False: 0}
+    assert np.abs(states[True] - states[False]).max() < 1e-8
 
 
 def test_linear_model_keeps_its_matrix_until_parameters_change(noisy_small):

@@ -1,0 +1,81 @@
+r"""One semi-implicit time step as a single pyadjoint block.
+
+A step solves :math:`F(w^{n+1}; w^n, P, f) = a(w^n, P; w^{n+1}, \varphi) - L(w^n, P, f; \varphi) = 0`
+(:meth:`Evolution._semi_implicit_forms`). Given :math:`\bar w^{n+1} = \partial J/\partial w^{n+1}`, its adjoint is
+
+.. math:: A(w^n, P)^T\lambda = \bar w^{n+1}, \qquad
+          \frac{\partial J}{\partial m} = -\frac{\partial}{\partial m} F(w^{n+1}; w^n, P, f)[\lambda]
+          \quad (m = w^n, f, P).
+
+pyadjoint's generic ``NonlinearVariationalSolveBlock`` derives, replaces and preprocesses these forms again for
+every step of every image (most of the adjoint's time on small images); this block builds them once, on
+placeholder functions, and only copies the step's saved values into the placeholders. The forward step itself
+is the :class:`~fem_crossdiff.timestepping.Evolution`'s (fast path where it applies), run unannotated.
+Tested against the generic blocks and by Taylor tests (``tests/test_learning.py``).
+"""
+import firedrake as fd
+import ufl
+from firedrake.assemble import get_assembler
+from pyadjoint import Block
+
+__all__ = ["StepForms", "SemiImplicitStepBlock"]
+
+
+class StepForms:
+    """The step's forms on placeholders :math:`w^n, w^{n+1}, f, P, \\lambda`, compiled once per Evolution."""
+
+    def __init__(self, ev):
+        dm = ev.discrete
+        self.w_old, self.w_new, self.adj = (fd.Function(ev.W) for _ in range(3))
+        self.f = fd.Function(ev.V)
+        self.P = fd.Function(dm.stage_functions[0].function_space())
+        a, L = ev._semi_implicit_forms(0, params=dm.components(self.P), w_old=self.w_old, f=self.f)
+        phi = a.arguments()[0]
+        F = ufl.action(a, self.w_new) - L
+        F_adj = ufl.replace(F, {phi: self.adj})                     # F[λ], a number
+        # assemblers built once: assembling a form object again would preprocess (differentiate) it again
+        self.minus_dF = [get_assembler(-fd.derivative(F_adj, m)) for m in (self.w_old, self.f, self.P)]
+        params = {k: v for k, v in ev.solver_parameters.items() if not k.startswith("snes_")}
+        self.mat_type = params.pop("mat_type", "aij")
+        self.adjoint_operator = get_assembler(fd.adjoint(a), mat_type=self.mat_type)
+        self.A_T = self.adjoint_operator.assemble()
+        self.adjoint_solver = fd.LinearSolver(self.A_T, solver_parameters=params,
+                                              options_prefix=f"fem_crossdiff_adjoint_{id(self)}_")
+        problem = fd.LinearVariationalProblem(a, L, self.w_new)
+        self.forward_solver = fd.LinearVariationalSolver(problem, solver_parameters={**params, "mat_type":
+                                                                                     self.mat_type},
+                                                         options_prefix=f"fem_crossdiff_replay_{id(self)}_")
+
+    def load(self, w_old, f, P):
+        self.w_old.assign(w_old)
+        self.f.assign(f)
+        self.P.assign(P)
+
+
+class SemiImplicitStepBlock(Block):
+    """:math:`w^{n+1}` from the dependencies :math:`(w^n, f, P_k)`; adjoint as in the module docstring."""
+
+    def __init__(self, forms, w_old, f, P, **kwargs):
+        super().__init__(**kwargs)
+        self.forms = forms
+        for dep in (w_old, f, P):
+            self.add_dependency(dep)
+
+    def __str__(self):
+        return "semi-implicit cross-diffusion step"
+
+    def recompute_component(self, inputs, block_variable, idx, prepared):
+        fm = self.forms
+        fm.load(*inputs)
+        fm.forward_solver.solve()
+        return fm.w_new.copy(deepcopy=True)
+
+    def prepare_evaluate_adj(self, inputs, adj_inputs, relevant_dependencies):
+        fm = self.forms
+        fm.load(*inputs)
+        fm.w_new.assign(self.get_outputs()[0].saved_output)
+        fm.adjoint_operator.assemble(tensor=fm.A_T)
+        fm.adjoint_solver.solve(fm.adj, adj_inputs[0])
+
+    def evaluate_adj_component(self, inputs, adj_inputs, block_variable, idx, prepared=None):
+        return self.forms.minus_dF[idx].assemble()
