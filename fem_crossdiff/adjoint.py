@@ -26,7 +26,7 @@ import firedrake as fd
 from firedrake.adjoint import stop_annotating
 
 from .learning import DatasetLoss, pack
-from .timestepping import LINEAR_SOLVER
+from .timestepping import LINEAR_SOLVER, linear_solver_parameters
 
 __all__ = ["ContinuousAdjoint", "GradientProblem", "continuous_gradient", "discrete_gradient", "fd_gradient",
            "DIRECT_SOLVER", "relative_gap"]
@@ -50,12 +50,11 @@ class Coefficients:
     :math:`\partial_v D_{ij} = M_{ij}\,\partial_v o_{ij}` and :math:`\partial_a D_{ij}` are exact UFL derivatives
     of the influence functions; the influence parameters (``k11``, ``w22`` …) are variables too. :math:`M` and
     its derivatives in :math:`d_{11}, d_{22}, \rho, \beta` are written out by hand. The off-diagonal factor
-    follows :meth:`fem_crossdiff.forms.DiscreteModel.D` exactly (which writes :math:`o_{12} = g_{11}` when both
-    influence functions and their ``k`` coincide).
+    follows :meth:`fem_crossdiff.forms.DiscreteModel.D` exactly.
     """
 
     def __init__(self, dm, W, k):
-        self.dm, self.k = dm, k
+        self.dm = dm
         p = dm.params[k]
         self.v = ufl.variable(W[1])
         self.a = ufl.variable(ufl.grad(W[0]))
@@ -82,13 +81,7 @@ class Coefficients:
         q = self.q[name] = ufl.variable(ufl.as_vector(par) if isinstance(par, (list, tuple)) else par)
         if infl.variable == "v":
             return infl.evaluate(self.v, q, lib=ufl)
-        grad2 = ufl.inner(self.a, self.a)
-        if infl.kind == "rational":
-            return infl.floor + (1 - infl.floor) / (1 + grad2 / q ** 2)
-        if infl.kind == "exponential":
-            return infl.floor + (1 - infl.floor) * ufl.exp(-grad2 / q ** 2)
-        from .forms import GRAD_EPS2
-        return infl.evaluate(ufl.sqrt(grad2 + GRAD_EPS2), q, lib=ufl)
+        return infl.of_grad2(ufl.inner(self.a, self.a), q, lib=ufl)
 
     @property
     def D(self):
@@ -131,24 +124,23 @@ class ContinuousAdjoint:
     second order with θ = ½).
     """
 
-    def __init__(self, ev, clean, theta=1.0, solver_parameters=None, state_term="explicit"):
+    def __init__(self, ev, clean, theta=1.0, solver_parameters=None, state_term="explicit", area=None):
         if state_term not in ("implicit", "explicit"):
             raise ValueError(f"state_term must be 'implicit' or 'explicit', got {state_term!r}")
         self.ev, self.clean, self.theta, self.state_term = ev, clean, float(theta), state_term
-        mesh, W = ev.mesh, ev.W
-        self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
+        W = ev.W
+        self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=ev.mesh)) if area is None else area
         self.dx = ev.dx
-        self.solver_parameters = {**LINEAR_SOLVER, **(solver_parameters or {})}
-        self.solver_parameters = {k: v for k, v in self.solver_parameters.items() if not k.startswith("snes_")}
+        self.solver_parameters = linear_solver_parameters({**LINEAR_SOLVER, **(solver_parameters or {})})
         # state at the new (earlier) level t_n, state and adjoint at the old (later) level t_{n+1}
         self.Wn, self.Wb = fd.Function(W, name="w_n"), fd.Function(W, name="w_n+1")
         self.P, self.Pb = fd.Function(W, name="p_n"), fd.Function(W, name="p_n+1")
         nst = len(ev.discrete.params)
         self._solvers = [self._make_solver(k) for k in range(nst)]
         from firedrake.assemble import get_assembler   # preprocess each form once, not at every time level
-        self._grad_forms = [self._gradient_form(k) for k in range(nst)]
-        self._grad_assemblers = [get_assembler(F) for F in self._grad_forms]
-        self._grad_out = [fd.Cofunction(F.arguments()[0].function_space().dual()) for F in self._grad_forms]
+        forms = [self._gradient_form(k) for k in range(nst)]
+        self._grad_assemblers = [get_assembler(F) for F in forms]
+        self._grad_out = [fd.Cofunction(F.arguments()[0].function_space().dual()) for F in forms]
 
     # -- forms ----------------------------------------------------------------------------------
     def B(self, W, phi, p, k, parts=("diffusion", "state", "reaction")):
@@ -204,20 +196,19 @@ class ContinuousAdjoint:
 
     def _gradient_form(self, k):
         vec = self.integrand(self.Wn, self.P, k)
-        # one assembly for all parameters: DG0 test functions, then the sum over cells is the integral
-        Z = fd.VectorFunctionSpace(self.ev.mesh, "DG", 0, dim=vec.ufl_shape[0])
+        # one assembly for all parameters: DG0 test functions (the stage parameters' space), then the sum over
+        # cells is the integral
+        Z = self.ev.discrete.stage_functions[k].function_space()
         return ufl.inner(vec, fd.TestFunction(Z)) * self.dx
 
     def _integrand_value(self, k):
         """Spatial integral of :meth:`integrand` at the state in ``Wn`` and adjoint in ``P``."""
-        out = self._grad_assemblers[k].assemble(tensor=self._grad_out[k])
-        local = out.dat.data_ro.sum(axis=0)
-        return self.ev.mesh.comm.allreduce(np.asarray(local, dtype=float))
+        return self.ev.discrete.gradient_vector([self._grad_assemblers[k].assemble(tensor=self._grad_out[k])])
 
     # -- solving --------------------------------------------------------------------------------
     def terminal(self, wT):
-        """:math:`p(T) = \\frac{2}{|\\Omega|}(u(T) - c, 0)` (exact in Q1: both are Q1 functions)."""
-        return fd.Function(self.ev.W).interpolate(ufl.as_vector([2.0 / self.area * (wT[0] - self.clean), 0.0]))
+        """:math:`p(T) = \\frac{2}{|\\Omega|}(u(T) - c, 0)` into ``P`` (exact in Q1: both are Q1 functions)."""
+        self.P.interpolate(ufl.as_vector([2.0 / self.area * (wT[0] - self.clean), 0.0]))
 
     def gradient(self, trajectory):
         r"""Step :math:`p` from :math:`T` to 0 along ``trajectory`` (:math:`w^0..w^N`); return the flat gradient.
@@ -228,7 +219,7 @@ class ContinuousAdjoint:
         N, tau = ev.steps, float(ev.dt)
         grads = [np.zeros(dm.size) for _ in dm.model.stages]
         with stop_annotating():
-            self.P.assign(self.terminal(trajectory[N]))
+            self.terminal(trajectory[N])
             last = None                                      # (stage, G at the left node of the last interval)
             for n in range(N - 1, -1, -1):
                 k = dm.stage_of_step(n, N)
@@ -260,23 +251,18 @@ class GradientProblem:
 
     def __init__(self, model, clean, noisy, *, refine=0, steps=None, time=None, scheme="semi-implicit",
                  adjoint_theta=1.0, state_term="explicit", solver_parameters=None, mesh=None):
-        self.model, self.state_term = model, state_term
+        self.state_term = state_term
         sp = {**DIRECT_SOLVER, **(solver_parameters or {})}
         if scheme == "semi-implicit":
-            sp = {k: v for k, v in sp.items() if not k.startswith("snes_")}
+            sp = linear_solver_parameters(sp)
         self.data = DatasetLoss(model, [(clean, noisy)], refine=refine, mesh=mesh, solver_parameters=sp,
                                 time=time, steps=steps, scheme=scheme)
         self.ev = self.data.ev
         self.clean, self.noisy = self.data.data[0]
-        self.area = self.data.area
         self.x0 = pack(model)
         self.adjoint_theta, self._sp = adjoint_theta, sp
         self._adjoint = None
         self.timings = {}
-
-    @property
-    def steps(self):
-        return self.ev.steps
 
     def _x(self, x):
         return self.x0 if x is None else np.asarray(x, dtype=float)
@@ -298,11 +284,8 @@ class GradientProblem:
         ev = self.ev
         with stop_annotating():
             ev.set_initial(self.noisy)
-            ev.t.assign(0.0)
             states = [fd.Function(ev.W).assign(ev.w_old)]
-            for n in range(ev.steps):
-                ev.step(n)
-                states.append(fd.Function(ev.W).assign(ev.w))
+            ev.run(callback=lambda n, steps: states.append(fd.Function(ev.W).assign(ev.w)))
         return states
 
     def continuous_gradient(self, x=None):
@@ -310,7 +293,7 @@ class GradientProblem:
         t0 = _time.perf_counter()
         if self._adjoint is None:
             self._adjoint = ContinuousAdjoint(self.ev, self.clean, self.adjoint_theta, self._sp,
-                                              self.state_term)
+                                              self.state_term, area=self.data.area)
         states = self.trajectory(x)
         with stop_annotating():
             J = float(self.misfit())
@@ -328,7 +311,7 @@ class GradientProblem:
     def fd_gradient(self, x=None, eps=1e-6, indices=None):
         """Central differences :math:`(J(q+h e_i) - J(q-h e_i))/2h`, :math:`h = \\epsilon\\max(1,|q_i|)`."""
         t0 = _time.perf_counter()
-        x = self.x0 if x is None else np.asarray(x, dtype=float)
+        x = self._x(x)
         idx = range(len(x)) if indices is None else indices
         g = np.full(len(x), np.nan)
         for i in idx:

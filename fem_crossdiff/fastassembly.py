@@ -30,7 +30,8 @@ import numpy as np
 import scipy.sparse as sp
 from petsc4py import PETSc
 
-from .forms import GRAD_EPS2
+from .models import GRAD_EPS2, HORNER_CENTRES, HORNER_Z_MAX
+from .timestepping import linear_solver_parameters
 
 __all__ = ["StructuredQ1", "BlockMatrix", "SemiImplicitAssembler", "FastSemiImplicitSolver", "FAST_SOLVER",
            "FastPathError", "KSP_REASONS"]
@@ -284,17 +285,17 @@ def rbf(g, s, weights):
 
     The centres are evenly spaced by :math:`\sigma`: with :math:`z = (s - c_0)/\sigma`, the sum is
     :math:`e^{-z^2/2}\sum_m a_m R^m`, :math:`R = e^z`, :math:`a_m = w_m e^{-m^2/2}` (Horner in :math:`R`; all
-    terms positive, so no cancellation). :math:`z` is clipped to :math:`[-37, 37]`, which keeps
-    :math:`e^{-z^2/2}` normal and :math:`R^{m}` finite for up to 20 centres and changes only terms below
-    :math:`e^{-160}`; other sizes are summed directly.
+    terms positive, so no cancellation). :math:`z` is clipped to :math:`[-37, 37]` (:data:`HORNER_Z_MAX`), which
+    keeps :math:`e^{-z^2/2}` normal and :math:`R^{m}` finite for up to 20 centres and changes only terms below
+    :math:`e^{-160}`; other sizes are summed directly. The UFL twin is :meth:`Influence._rbf_horner`.
     """
-    centres, weights = g.centre_values, np.asarray(weights, dtype=float)
-    if not 2 <= len(centres) <= 20:
+    weights = np.asarray(weights, dtype=float)
+    if g.centres not in HORNER_CENTRES:
         return g.evaluate(s, weights, lib=np)
-    z = (s - centres[0]) * (1.0 / g.width)
-    np.clip(z, -37.0, 37.0, out=z)
+    z = (s - g.centre_values[0]) * (1.0 / g.width)
+    np.clip(z, -HORNER_Z_MAX, HORNER_Z_MAX, out=z)
     R = np.exp(z)
-    a = weights * np.exp(-0.5 * np.arange(len(centres)) ** 2)
+    a = g.horner_coefficients(weights)
     acc = np.full_like(s, a[-1])
     for am in a[-2::-1]:
         acc *= R
@@ -385,11 +386,9 @@ class SemiImplicitAssembler:
         par = stage[g.parameter(which)]
         if g.variable == "v":
             return rbf(g, v, par) if g.kind == "rbf" else g.evaluate(v, float(par), lib=np)
-        if g.kind == "rational":
-            return g.floor + (1 - g.floor) / (1 + grad2 / float(par) ** 2)
-        if g.kind == "exponential":
-            return g.floor + (1 - g.floor) * np.exp(-grad2 / float(par) ** 2)
-        return rbf(g, np.sqrt(grad2 + GRAD_EPS2), par)
+        if g.kind == "rbf":                              # the in-place Horner sum, not evaluate()'s loop
+            return rbf(g, np.sqrt(grad2 + GRAD_EPS2), par)
+        return g.of_grad2(grad2, float(par), lib=np)
 
     def fields(self, lay, stage, w):
         """The fields ``lay.var`` at the Gauss points for the state ``w`` (nodes, 2), each (cells, 4)."""
@@ -451,8 +450,8 @@ class FastSemiImplicitSolver:
 
     def _make_ksp(self, parameters, prefix):
         """KSP from :data:`FAST_SOLVER` updated with ``parameters`` (``mat_type`` and ``snes_*`` ignored)."""
-        params = {**FAST_SOLVER, **{k: v for k, v in parameters.items()
-                                    if k != "mat_type" and not k.startswith("snes_")}}
+        params = {**FAST_SOLVER, **{k: v for k, v in linear_solver_parameters(parameters).items()
+                                    if k != "mat_type"}}
         opts = PETSc.Options()
         for key, val in params.items():
             opts[prefix + key] = val

@@ -16,8 +16,6 @@ from firedrake.adjoint import stop_annotating
 
 __all__ = ["DiscreteModel"]
 
-#: Regularisation of :math:`|\nabla u|` inside a square root (RBF influence of the gradient only).
-GRAD_EPS2 = 1e-12
 
 
 class DiscreteModel:
@@ -72,12 +70,7 @@ class DiscreteModel:
         par = (self.params[k] if params is None else params)[g.parameter(which)]
         if g.variable == "v":
             return g.evaluate(w[1], par, lib=ufl)
-        grad2 = ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
-        if g.kind == "rational":
-            return g.floor + (1 - g.floor) / (1 + grad2 / par ** 2)
-        if g.kind == "exponential":
-            return g.floor + (1 - g.floor) * ufl.exp(-grad2 / par ** 2)
-        return g.evaluate(ufl.sqrt(grad2 + GRAD_EPS2), par, lib=ufl)
+        return g.of_grad2(ufl.inner(ufl.grad(w[0]), ufl.grad(w[0])), par, lib=ufl)
 
     def D(self, w, k=0, params=None):
         r""":math:`D(w) = G^{1/2} M G^{1/2}` of stage ``k`` (or with ``params``) as a UFL 2×2 matrix."""

@@ -264,6 +264,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
                     stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init)
     history, t_used = [], 0.0
+    start, init_provenance = _initial_model(init) if init else (None, None)
     if resume:
         state = ckpt.load()
         if state["settings"] != settings:
@@ -275,8 +276,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     else:
         if os.path.exists(out):
             raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
-        model = _initial_model(init) if init else learned_template(stages=stages, centres=centres, time=time_,
-                                                                    steps=steps)
+        model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
     loss = DatasetLoss(model, pairs, refine=refine)
     x0, box = pack(model), bounds(model)
@@ -326,7 +326,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                             gradient_evaluations=loss.evaluations,
                             peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD))
     if init:
-        final.provenance["init_provenance"] = load_model(init).provenance  # the chain of runs behind the model
+        final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
     final.check_elliptic(out)
     if rank0 and not interrupted:
         save_model(final, out)
@@ -338,12 +338,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
 
 
 def _initial_model(path):
-    """A learned model to continue from (its parameters clipped into :data:`BOUNDS`)."""
+    """``(model, its provenance)``: a learned model to continue from (:func:`train` clips its parameters into
+    :data:`BOUNDS`), its own provenance moved out so that checkpoints carry only this run's."""
     model = load_model(path)
     if model.g11.kind != "rbf" or model.g22.kind != "rbf":
         raise ModelError(f"{path}: --init needs a learned model (rbf influence functions), not '{model.name}'")
-    model.provenance = {}
-    return model
+    provenance, model.provenance = model.provenance, {}
+    return model, provenance
 
 
 def _projected_gradient(x, g, box):

@@ -39,6 +39,13 @@ STATE_RANGE = {"v": 1.0, "grad_u": 1.0}
 FORMAT_VERSION = 1
 
 
+#: Regularisation of :math:`|\nabla u|` inside a square root (RBF influence of the gradient only).
+GRAD_EPS2 = 1e-12
+#: RBF sums by Horner's scheme (two ``exp``) for this many centres; :math:`z` clipped to
+#: :math:`[-Z_{max}, Z_{max}]` keeps :math:`e^{-z^2/2}` normal and :math:`e^{mz}` finite for up to 20 centres.
+HORNER_CENTRES, HORNER_Z_MAX = range(2, 21), 37.0
+
+
 class ModelError(ValueError):
     """A model name, parameter or file is unusable (the message names it and the admissible values)."""
 
@@ -96,19 +103,33 @@ class Influence:
             return self.floor + (1 - self.floor) / (1 + (s / p) ** 2)
         if self.kind == "exponential":
             return self.floor + (1 - self.floor) * lib.exp(-(s / p) ** 2)
-        if lib is not np and 2 <= self.centres <= 20:
+        if lib is not np and self.centres in HORNER_CENTRES:
             return self._rbf_horner(s, p, lib)
         sig2 = 2 * self.width ** 2
         return self.floor + sum(p[m] * lib.exp(-(s - c) ** 2 / sig2) for m, c in enumerate(self.centre_values))
 
+    def of_grad2(self, grad2, p, lib=np):
+        r""":math:`g(|\nabla u|)` from :math:`|\nabla u|^2` (rational and exponential kinds need no square root;
+        RBFs take :math:`\sqrt{|\nabla u|^2 + \epsilon}`, :data:`GRAD_EPS2`)."""
+        if self.kind == "rational":
+            return self.floor + (1 - self.floor) / (1 + grad2 / p ** 2)
+        if self.kind == "exponential":
+            return self.floor + (1 - self.floor) * lib.exp(-grad2 / p ** 2)
+        return self.evaluate(lib.sqrt(grad2 + GRAD_EPS2), p, lib=lib)
+
+    def horner_coefficients(self, p):
+        """:math:`a_m = w_m e^{-m^2/2}` of the Horner form of the RBF sum (see :meth:`_rbf_horner`)."""
+        return [p[m] * math.exp(-0.5 * m * m) for m in range(self.centres)]
+
     def _rbf_horner(self, s, p, ufl):
         r"""The RBF sum in UFL with two ``exp`` (as the fast path's numpy): centres spaced by the width
-        :math:`\sigma`, :math:`z = (s - c_0)/\sigma` clipped to :math:`[-37, 37]`, :math:`R = e^z`,
-        :math:`\sum_m w_m e^{-(z-m)^2/2} = e^{-z^2/2}\sum_m (w_m e^{-m^2/2}) R^m` (Horner). A smaller expression
-        than the direct sum, so pyadjoint's symbolic work per adjoint block shrinks too."""
-        z = ufl.min_value(ufl.max_value((s - float(self.centre_values[0])) / self.width, -37.0), 37.0)
+        :math:`\sigma`, :math:`z = (s - c_0)/\sigma` clipped to :math:`[-37, 37]` (:data:`HORNER_Z_MAX`),
+        :math:`R = e^z`, :math:`\sum_m w_m e^{-(z-m)^2/2} = e^{-z^2/2}\sum_m (w_m e^{-m^2/2}) R^m` (Horner). A smaller
+        expression than the direct sum, so pyadjoint's symbolic work per adjoint block shrinks too."""
+        z = ufl.min_value(ufl.max_value((s - float(self.centre_values[0])) / self.width, -HORNER_Z_MAX),
+                          HORNER_Z_MAX)
         R = ufl.exp(z)
-        a = [p[m] * math.exp(-0.5 * m * m) for m in range(self.centres)]
+        a = self.horner_coefficients(p)
         acc = a[-1]
         for am in a[-2::-1]:
             acc = acc * R + am

@@ -14,8 +14,8 @@ with the source :math:`s = \partial_t w^* - \nabla\cdot(D(w^*)\nabla w^*) - R(w^
 
 Functions: :func:`space_convergence` / :func:`time_convergence` (MMS, every time scheme; L² or H¹ errors),
 :func:`self_convergence_image` / :func:`time_self_convergence_image` (a real image, in h and in τ),
-:func:`functional_convergence` (the learning functional :math:`J` and its pyadjoint gradient), :func:`eoc`,
-:func:`format_table`. ``fem-crossdiff refinement-study`` (:mod:`fem_crossdiff.studies`) runs them all.
+:func:`functional_convergence` (the learning functional :math:`J` and its pyadjoint gradient); :func:`eoc`
+and :func:`format_table` come from :mod:`fem_crossdiff.studies`. ``fem-crossdiff refinement-study`` (:mod:`fem_crossdiff.studies`) runs them all.
 """
 import math
 
@@ -25,11 +25,13 @@ import firedrake as fd
 
 from .images import image_mesh, image_to_function, pixel_space, prolong
 from .models import make_model
+from .studies import eoc, format_table   # numpy only (studies.py must import without Firedrake)
 from .timestepping import Evolution
 
 __all__ = ["eoc", "manufactured", "mms_error", "space_convergence", "time_convergence",
            "self_convergence_image", "time_self_convergence_image", "functional_convergence", "format_table",
            "STUDY_SOLVER"]
+
 
 #: Tight tolerances so that solver error never pollutes an observed order.
 STUDY_SOLVER = {"ksp_rtol": 1e-12, "ksp_atol": 1e-15, "snes_rtol": 1e-12, "snes_atol": 1e-14}
@@ -39,11 +41,6 @@ def _scalar_space(w):
     """The scalar Q1 space on the mesh of ``w``."""
     return pixel_space(w.function_space().mesh())
 
-
-def eoc(errors):
-    """Observed orders :math:`\\log_2(e_{k-1}/e_k)` for errors at successively halved sizes."""
-    e = np.asarray(errors, dtype=float)
-    return np.log2(e[:-1] / e[1:])
 
 
 def manufactured(mesh, t):
@@ -158,20 +155,3 @@ def functional_convergence(model, clean, noisy, direction="h", levels=3, steps=8
     Js, gs = np.array(Js), np.array(gs)
     return dict(J=Js, g=gs, cost=np.array(costs), dJ=np.abs(np.diff(Js)),
                 dg=np.linalg.norm(np.diff(gs, axis=0), axis=1) / np.linalg.norm(gs[-1]))
-
-
-def format_table(headers, rows, floatfmt=".3e"):
-    """Plain-text table: ``rows`` of values (floats formatted with ``floatfmt``, one format or one per column;
-    None shown as "-")."""
-    fmts = list(floatfmt) if isinstance(floatfmt, (list, tuple)) else [floatfmt] * len(headers)
-
-    def cell(x, fmt):
-        if x is None or (isinstance(x, (float, np.floating)) and not np.isfinite(x)):
-            return "-"
-        if isinstance(x, (float, np.floating)):
-            return format(float(x), fmt or ".3e")
-        return str(x)
-    cells = [[cell(x, f) for x, f in zip(row, fmts)] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
-    line = lambda vals: "  ".join(str(v).rjust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])

@@ -19,21 +19,35 @@ import numpy as np
 
 __all__ = ["OUT", "STUDY_MODELS", "study_pair", "study_model", "gradients", "adjoint_study", "adjoint_tables",
            "plot_adjoint_study", "refinement_study", "plot_refinement_study", "roi_mesh", "roi_denoise",
-           "add_commands"]
+           "add_commands", "eoc", "format_table"]
 
 OUT = os.path.join("out", "demos")
 
 
 def eoc(errors):
-    """Observed orders (see :func:`fem_crossdiff.refinement.eoc`; repeated here so that importing this module,
-    which the CLI does before PETSc starts, does not import Firedrake)."""
+    """Observed orders :math:`\\log_2(e_{k-1}/e_k)` for errors at successively halved sizes (here, not in
+    :mod:`~fem_crossdiff.refinement`, so that the CLI imports this module before PETSc starts)."""
     e = np.asarray(errors, dtype=float)
     return np.log2(e[:-1] / e[1:])
 
 
-def format_table(*args, **kwargs):
-    from .refinement import format_table as ft
-    return ft(*args, **kwargs)
+def format_table(headers, rows, floatfmt=".3e"):
+    """Plain-text table: ``rows`` of values (floats formatted with ``floatfmt``, one format or one per column;
+    None shown as "-")."""
+    fmts = list(floatfmt) if isinstance(floatfmt, (list, tuple)) else [floatfmt] * len(headers)
+
+    def cell(x, fmt):
+        if x is None or (isinstance(x, (float, np.floating)) and not np.isfinite(x)):
+            return "-"
+        if isinstance(x, (float, np.floating)):
+            return format(float(x), fmt or ".3e")
+        return str(x)
+    cells = [[cell(x, f) for x, f in zip(row, fmts)] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
+    line = lambda vals: "  ".join(str(v).rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
 #: Models of the adjoint study (see :func:`study_model`).
 STUDY_MODELS = ("learned-v", "learned", "nonlinear-cross")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,14 +57,13 @@ MESHES = os.path.join(os.path.dirname(HERE), "meshes")
 # ------------------------------------------------------------------------------ data and models
 def study_pair(image="coins", size=32, origin=(128, 128), sigma255=25.0, seed=0):
     """(clean, noisy): a ``size``² crop at ``origin`` (row, col) of a bundled picture, Gaussian noise σ/255."""
-    from .data import load
-    from .noise import gaussian_noise
+    from .data import load, noisy_pair
     img = load(image)
     r, c = origin
     clean = np.ascontiguousarray(img[r:r + size, c:c + size])
     if clean.shape != (size, size):
         raise ValueError(f"crop {size}² at {origin} does not fit image '{image}' of shape {img.shape}")
-    return clean, gaussian_noise(clean, sigma255 / 255.0, seed=seed)
+    return noisy_pair(clean, sigma255, seed)
 
 
 def study_model(name="learned-v", centres=5, time=2.0, steps=8):
@@ -250,6 +263,7 @@ def _jsonable(res):
 def run_adjoint_study(model_name="learned-v", image="coins", size=32, sigma255=25.0, seed=0, out=OUT, quick=False,
                       log=print, **kwargs):
     """Build the model and data, run :func:`adjoint_study`, print the tables, save plot and JSON."""
+    from .learning import pack
     os.makedirs(out, exist_ok=True)
     if quick:
         size = min(size, 16)
@@ -257,7 +271,7 @@ def run_adjoint_study(model_name="learned-v", image="coins", size=32, sigma255=2
             kwargs.setdefault(k, v)
     model = study_model(model_name)
     clean, noisy = study_pair(image, size, sigma255=sigma255, seed=seed)
-    log(f"adjoint study: model {model.name} ({len(model.stages)} stages, {len(_pack(model))} parameters), "
+    log(f"adjoint study: model {model.name} ({len(model.stages)} stages, {len(pack(model))} parameters), "
         f"{image} crop {size}x{size}, sigma {sigma255:g}/255, T = {model.time:g}")
     t0 = _time.perf_counter()
     res = adjoint_study(model, clean, noisy, log=log, **kwargs)
@@ -271,18 +285,12 @@ def run_adjoint_study(model_name="learned-v", image="coins", size=32, sigma255=2
     return res
 
 
-def _pack(model):
-    from .learning import pack
-    return pack(model)
-
-
 # ------------------------------------------------------------------------------- refinement study
 def refinement_study(quick=False, image="coins", size=16, log=print):
     r"""Errors and EOCs in h and τ: manufactured solution (every scheme), real image, J and ∇J.
 
     Returns a dict of named series ``{name: (sizes, errors, expected order)}``.
     """
-    from .models import make_model
     from .refinement import (functional_convergence, mms_model, self_convergence_image, space_convergence,
                              time_convergence, time_self_convergence_image)
     from .timestepping import SCHEMES
@@ -317,10 +325,8 @@ def refinement_study(quick=False, image="coins", size=16, log=print):
     log("\nManufactured solution, time self-convergence ||w_tau - w_tau/2|| at T (refine 1)")
     log(format_table(["scheme", "differences", "EOC", "expected", "time s"], rows, [None] * 4 + [".1f"]))
 
-    from .data import load
-    img = np.ascontiguousarray(load(image)[128:128 + size, 128:128 + size])
-    model = make_model("nonlinear-cross", d11=1.0, d12=-0.2, d21=0.3, d22=0.6, k=0.05, lam=0.1, mu=0.2,
-                       time=2.0, steps=8)
+    img, noisy = study_pair(image, size)
+    model = study_model("nonlinear-cross")
     rows = []
     Lh = 2 if quick else 3
     for scheme in SCHEMES:
@@ -340,12 +346,10 @@ def refinement_study(quick=False, image="coins", size=16, log=print):
     log(format_table(["scheme", "h: differences", "EOC", "tau: differences", "EOC", "time s"], rows,
                      [None, None, None, None, None, ".1f"]))
 
-    clean, noisy = study_pair(image, size)
     lm = study_model("learned-v")
-    rows = []
     t0 = _time.perf_counter()
-    fh = functional_convergence(lm, clean, noisy, "h", levels=Lh, steps=8)
-    ft = functional_convergence(lm, clean, noisy, "dt", levels=L - 1, steps=4)
+    fh = functional_convergence(lm, img, noisy, "h", levels=Lh, steps=8)
+    ft = functional_convergence(lm, img, noisy, "dt", levels=L - 1, steps=4)
     record("J h", 2.0 ** -np.arange(Lh), fh["dJ"], 2, "h")
     record("dJ h", 2.0 ** -np.arange(Lh), fh["dg"], 2, "h")
     record("J tau", 0.5 * 2.0 ** -np.arange(L - 1), ft["dJ"], 1, "tau")
@@ -424,14 +428,12 @@ def roi_denoise(model="perona-malik", levels=2, sigma255=25.0, seed=0, out=OUT, 
     exact Q1 prolongation) and the same model run on the whole picture's structured pixel mesh.
     """
     import firedrake as fd
-    from .data import load
+    from .data import load, noisy_pair
     from .models import make_model
-    from .noise import gaussian_noise
     from .images import image_to_function
     from .timestepping import Evolution, denoise
     psnr = lambda a, b: float(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))  # noqa: E731
-    clean = load("coins")
-    noisy = gaussian_noise(clean, sigma255 / 255.0, seed=seed)
+    clean, noisy = noisy_pair(load("coins"), sigma255, seed)
     m = make_model(model) if isinstance(model, str) else model
     hierarchy = fd.MeshHierarchy(roi_mesh(path), levels)
     rows, cols, xy = _roi_pixels(clean.shape)
@@ -454,12 +456,12 @@ def roi_denoise(model="perona-malik", levels=2, sigma255=25.0, seed=0, out=OUT, 
             diff = fd.errornorm(u, fine)
         res["levels"].append(dict(level=lvl, cells=mesh.num_cells(), vertices=mesh.num_vertices(),
                                   psnr=psnr(c, pix), self_diff=diff, time=elapsed))
-        prev, last, last_pix = u, (mesh, u), pix
+        prev = u
     if compare_full:
         t0 = _time.perf_counter()
         full = denoise(noisy, m)
         res.update(psnr_full=psnr(c, full[rows, cols]), time_full=_time.perf_counter() - t0,
-                   roi_vs_full=float(np.sqrt(np.mean((last_pix - full[rows, cols]) ** 2))))
+                   roi_vs_full=float(np.sqrt(np.mean((pix - full[rows, cols]) ** 2))))
     rows_t = [[lv["level"], lv["cells"], lv["vertices"], lv["psnr"], lv["self_diff"], lv["time"]]
               for lv in res["levels"]]
     diffs = [lv["self_diff"] for lv in res["levels"][1:]]
@@ -476,19 +478,17 @@ def roi_denoise(model="perona-malik", levels=2, sigma255=25.0, seed=0, out=OUT, 
             f"{res['roi_vs_full']:.4f}")
     if out:
         os.makedirs(out, exist_ok=True)
-        _plot_roi(hierarchy[0], last[0], noisy, last[1], os.path.join(out, "roi_denoise.png"), res)
+        _plot_roi(hierarchy[0], noisy, prev, os.path.join(out, "roi_denoise.png"), res)
     return res
 
 
-def _plot_roi(base, mesh, noisy, u, path, res):
+def _plot_roi(base, noisy, u, path, res):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker  # noqa: F401
-    import firedrake as fd
     from firedrake.pyplot import tripcolor, triplot
     from .images import image_to_function
-    V = fd.FunctionSpace(mesh, "Q", 1)
+    V = u.function_space()
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
     triplot(base, axes=axes[0], interior_kw=dict(linewidths=0.3), boundary_kw=dict(colors="r"))
     axes[0].set_title(f"gmsh ROI mesh, level 0 ({base.num_cells()} quads)")

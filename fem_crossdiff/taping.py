@@ -18,6 +18,8 @@ import ufl
 from firedrake.assemble import get_assembler
 from pyadjoint import Block
 
+from .timestepping import linear_solver_parameters
+
 __all__ = ["StepForms", "SemiImplicitStepBlock"]
 
 
@@ -35,7 +37,7 @@ class StepForms:
         F_adj = ufl.replace(F, {phi: self.adj})                     # F[λ], a number
         # assemblers built once: assembling a form object again would preprocess (differentiate) it again
         self.minus_dF = [get_assembler(-fd.derivative(F_adj, m)) for m in (self.w_old, self.f, self.P)]
-        params = {k: v for k, v in ev.solver_parameters.items() if not k.startswith("snes_")}
+        params = linear_solver_parameters(ev.solver_parameters)
         self.mat_type = params.pop("mat_type", "aij")
         self.adjoint_operator = get_assembler(fd.adjoint(a), mat_type=self.mat_type)
         self.A_T = self.adjoint_operator.assemble()

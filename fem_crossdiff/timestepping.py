@@ -38,6 +38,11 @@ NEWTON_SOLVER = {"mat_type": "baij", "snes_type": "newtonls", "snes_linesearch_t
 QUADRATURE_DEGREE = 2
 
 
+def linear_solver_parameters(parameters):
+    """``parameters`` without the Newton (``snes_*``) options: what a linear solve (KSP) accepts."""
+    return {k: v for k, v in parameters.items() if not k.startswith("snes_")}
+
+
 class EvolutionError(RuntimeError):
     """The time stepping failed (solver divergence, non-finite state); says at which step and what to try."""
 

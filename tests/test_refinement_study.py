@@ -30,10 +30,8 @@ def test_mms_h1_seminorm_is_first_order():
 
 @pytest.mark.parametrize("scheme, order", [("semi-implicit", 1), ("crank-nicolson", 2)])
 def test_time_self_convergence_on_a_real_image(scheme, order):
-    from fem_crossdiff.models import make_model
     clean, _ = study_pair("coins", size=10)
-    model = make_model("nonlinear-cross", d11=1.0, d12=-0.2, d21=0.3, d22=0.6, k=0.05, lam=0.1, mu=0.2,
-                       time=1.0, steps=8)
+    model = study_model("nonlinear-cross", time=1.0)
     d = time_self_convergence_image(clean, model, scheme, levels=3, steps0=8)
     assert abs(eoc(d)[-1] - order) < 0.2, (d, eoc(d))
 
