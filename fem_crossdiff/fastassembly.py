@@ -17,11 +17,17 @@ and a step is a few fixed sparse products:
 4. one dense 4-column product combines the fields into the 2×2 blocks, written straight into the PETSc BAIJ
    value array (or, if that array cannot be reached, gathered into an AIJ matrix sharing numpy arrays).
 
+Steps 2–4 are memory-bound in numpy (temporaries of 16 values per cell and field); a small C kernel
+(:data:`GATHER_KERNEL`, compiled once by PyOP2's compiler and kept in its disk cache) does them in one pass
+over the matrix entries, reading the Gauss-point fields and writing each block value once. The numpy
+products remain as the reference and the fallback when no compiler is available.
+
 The unknowns are ordered as Firedrake orders the vector Q1 space (node-major, (u, v) interleaved), so the
 PETSc KSP works directly on ``w.dat.vec``. The matrices equal the UFL-assembled ones to round-off
 (``tests/test_fastassembly.py``).
 """
 import ctypes
+import functools
 import glob
 import math
 import os
@@ -364,12 +370,13 @@ class SemiImplicitAssembler:
     Parameters are read from ``discrete`` (its current stage values) at every call.
     """
 
-    def __init__(self, discrete, q1):
+    def __init__(self, discrete, q1, compiled=True):
         self.discrete, self.q1 = discrete, q1
         self.model = discrete.model
         self.g = {"11": self.model.g11, "22": self.model.g22}
         self.modes = [off_diagonal_mode(self.model, k) for k in range(len(discrete.params))]
         self._K = {}
+        self.gather = CompiledGather.create(q1) if compiled else None
 
     def _field_buffer(self, lay):
         """(fields, nnz) scalar CSR values, one row per field; the constant fields (unit stiffness, mass) once."""
@@ -417,10 +424,111 @@ class SemiImplicitAssembler:
         """Write the (nnz, 4) block values (columns as :data:`BLOCK`) of :math:`A(w)`, stage ``k``, into ``values``."""
         stage = self.discrete.get_stages()[k] if stage is None else stage
         lay = layout(self.modes[k], self.model, stage)
+        fields, C = self.fields(lay, stage, w), self.combination(lay, stage, tau)
+        if self.gather is not None and self.gather(values, fields, lay.const, C) is not None:
+            return values
         K = self._field_buffer(lay)
-        for j, kappa in enumerate(self.fields(lay, stage, w)):
+        for j, kappa in enumerate(fields):
             K[j] = self.q1.stiffness_values(kappa)
-        np.matmul(K.T, self.combination(lay, stage, tau), out=values)
+        np.matmul(K.T, C, out=values)
+        return values
+
+
+# -------------------------------------------------------------------------------------- compiled fill
+#: One pass over the scalar CSR entries :math:`e`: :math:`K_j[e] = \sum_{(c,ab)\to e}\sum_q \kappa_j[c,q]\,
+#: S[q,ab]` for the variable fields, :math:`K_j[e] = \sum_{(c,ab)\to e} T_j[ab]` for the constant ones (unit
+#: stiffness, mass), then the 2×2 block values ``values[e, :]`` :math:`= \sum_j K_j[e]\,C[j, :]`. The
+#: contributions of entry :math:`e` are the columns of row :math:`e` of ``StructuredQ1.scatter``.
+GATHER_KERNEL = r"""
+#include <stdint.h>
+/* NVAR variable and NCONST constant fields, fixed at compile time (one build per pair) so that the field
+   loops unroll and K stays in registers. */
+void fem_crossdiff_gather(int32_t nnz, const int32_t *ptr, const int32_t *idx, const double *kappa,
+                          int64_t ncells, const double *stiff, const double *ctab, const double *C,
+                          double *values)
+{
+    for (int32_t e = 0; e < nnz; e++) {
+        double K[NVAR + NCONST];
+        for (int j = 0; j < NVAR + NCONST; j++)
+            K[j] = 0.0;
+        for (int32_t t = ptr[e]; t < ptr[e + 1]; t++) {
+            const int32_t i = idx[t], ab = i & 15;
+            const int64_t c4 = 4 * (int64_t)(i >> 4);
+            for (int j = 0; j < NVAR; j++) {
+                const double *k = kappa + 4 * ncells * j + c4;
+                K[j] += k[0] * stiff[ab] + k[1] * stiff[16 + ab] + k[2] * stiff[32 + ab] + k[3] * stiff[48 + ab];
+            }
+            for (int j = 0; j < NCONST; j++)
+                K[NVAR + j] += ctab[16 * j + ab];
+        }
+        double *out = values + 4 * (int64_t)e;
+        for (int col = 0; col < 4; col++) {
+            double acc = 0.0;
+            for (int j = 0; j < NVAR + NCONST; j++)
+                acc += K[j] * C[4 * j + col];
+            out[col] = acc;
+        }
+    }
+}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def gather_kernel(nvar, nconst):
+    """The compiled :data:`GATHER_KERNEL` for ``nvar`` variable and ``nconst`` constant fields (a ctypes
+    function), or None if it cannot be built here."""
+    from mpi4py import MPI
+    try:
+        from pyop2.compilation import load
+        code = f"#define NVAR {int(nvar)}\n#define NCONST {int(nconst)}\n" + GATHER_KERNEL
+        fn = load(code, "c", comm=MPI.COMM_SELF).fem_crossdiff_gather
+    except Exception:                            # no compiler, or PyOP2 changed: the numpy products remain
+        return None
+    dp, ip = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int32)
+    fn.argtypes = [ctypes.c_int32, ip, ip, dp, ctypes.c_int64, dp, dp, dp, dp]
+    fn.restype = None
+    return fn
+
+
+def _ptr(a, ctype=ctypes.c_double):
+    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+class CompiledGather:
+    r"""Steps 2–4 of the fill in one C pass (:data:`GATHER_KERNEL`) on the pattern of ``q1``."""
+
+    def __init__(self, q1):
+        self.q1 = q1
+        self.ptr = np.ascontiguousarray(q1.scatter.indptr, dtype=np.int32)
+        self.idx = np.ascontiguousarray(q1.scatter.indices, dtype=np.int32)
+        self.stiff = np.ascontiguousarray(q1.stiff)
+        self.tables = {"unit": q1.stiff.sum(axis=0), "mass": q1.mass_q.sum(axis=0)}
+        self._kappa = {}
+
+    @classmethod
+    def create(cls, q1):
+        """A :class:`CompiledGather`, or None when the kernel cannot be built or int32 indices would overflow."""
+        if gather_kernel(1, 1) is None or 16 * q1.ncells >= 2 ** 31:
+            return None
+        return cls(q1)
+
+    def __call__(self, values, kappas, const, C):
+        """``values`` (nnz, 4) :math:`= K^T C` for the variable fields ``kappas`` (each (cells, 4)) and the
+        constant fields named in ``const``; None if the kernel for this many fields cannot be built."""
+        kernel = gather_kernel(len(kappas), len(const))
+        if kernel is None:
+            return None
+        if values.shape != (self.q1.nnz, 4) or not values.flags.c_contiguous or values.dtype != np.float64:
+            raise ValueError("values must be a C-contiguous float64 (nnz, 4) array")
+        kappa = self._kappa.get(len(kappas))
+        if kappa is None:
+            kappa = self._kappa[len(kappas)] = np.empty((max(len(kappas), 1), self.q1.ncells, 4))
+        for j, k in enumerate(kappas):
+            kappa[j] = k
+        ctab = np.ascontiguousarray([self.tables[name] for name in const], dtype=np.float64)
+        C = np.ascontiguousarray(C, dtype=np.float64)
+        kernel(self.q1.nnz, _ptr(self.ptr, ctypes.c_int32), _ptr(self.idx, ctypes.c_int32), _ptr(kappa),
+               self.q1.ncells, _ptr(self.stiff), _ptr(ctab), _ptr(C), _ptr(values))
         return values
 
 
@@ -443,6 +551,7 @@ class FastSemiImplicitSolver:
         self.linear = discrete.is_linear()
         self._key = None
         self.ksp = self._make_ksp(solver_parameters or {}, prefix)
+        self._ksp_transpose = None
         self.r, self.delta, self.x = self.A.createVecLeft(), self.A.createVecRight(), self.A.createVecRight()
         self.mass2 = PETSc.Mat().createAIJ((2 * self.q1.nnodes,) * 2, bsize=2, comm=self.comm,
                                            csr=_interleaved_csr(self.q1, self.q1.mass))   # M ⊗ I
@@ -468,6 +577,7 @@ class FastSemiImplicitSolver:
     def assemble(self, w, k, tau, stage=None):
         """Fill :math:`A` for the state ``w`` (nodes, 2), stage ``k`` and step ``tau``; return the PETSc matrix."""
         stage = self.discrete.get_stages()[k] if stage is None else stage
+        self._key = None
         self.matrix.update(lambda values: self.assembler.fill(values, w, k, tau, stage))
         return self.A
 
@@ -479,8 +589,10 @@ class FastSemiImplicitSolver:
             key = (k, tau, repr(stage))
             if key == self._key:
                 return
+            self.assemble(w, k, tau, stage)
             self._key = key
-        self.assemble(w, k, tau, stage)
+        else:
+            self.assemble(w, k, tau, stage)
 
     def _residual(self, w_old, w, f, k, tau):
         """:math:`r = b - A w^n`, :math:`b = (\\mathcal M\\otimes I)(w^n + \\tau(\\lambda f, 0))`, into ``self.r``."""
@@ -492,6 +604,21 @@ class FastSemiImplicitSolver:
         self.A.mult(w_old, self.r)
         self.r.scale(-1.0)
         self.mass2.multAdd(self.x, self.r, self.r)
+
+    def solve_transpose(self, b, x):
+        """:math:`A^T x = b` for the matrix last assembled (PETSc vectors); returns the KSP's converged reason.
+
+        GMRES + ILU(0) applied transposed, to the forward solver's tolerances (the adjoint of a step,
+        :mod:`fem_crossdiff.taping`)."""
+        if self._ksp_transpose is None:
+            ksp = self._ksp_transpose = PETSc.KSP().create(comm=self.comm)
+            ksp.setOperators(self.A)
+            ksp.setType("gmres")
+            ksp.getPC().setType("ilu")
+            rtol, atol, _, max_it = self.ksp.getTolerances()
+            ksp.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
+        self._ksp_transpose.solveTranspose(b, x)
+        return self._ksp_transpose.getConvergedReason()
 
     def step(self, w_old, w, w_new, k, tau, f):
         """:math:`w^{n+1}` into the PETSc vector ``w_new`` from :math:`w^n` (PETSc vector ``w_old``, its values

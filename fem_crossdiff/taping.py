@@ -10,7 +10,10 @@ A step solves :math:`F(w^{n+1}; w^n, P, f) = a(w^n, P; w^{n+1}, \varphi) - L(w^n
 pyadjoint's generic ``NonlinearVariationalSolveBlock`` derives, replaces and preprocesses these forms again for
 every step of every image (most of the adjoint's time on small images); this block builds them once, on
 placeholder functions, and only copies the step's saved values into the placeholders. The forward step itself
-is the :class:`~fem_crossdiff.timestepping.Evolution`'s (fast path where it applies), run unannotated.
+is the :class:`~fem_crossdiff.timestepping.Evolution`'s (fast path where it applies), run unannotated; where
+the fast path runs, the adjoint solve uses its matrix too (:math:`A` refilled for the step, solved transposed:
+:meth:`~fem_crossdiff.fastassembly.FastSemiImplicitSolver.solve_transpose`), otherwise Firedrake assembles
+:math:`A^T`.
 Tested against the generic blocks and by Taylor tests (``tests/test_learning.py``).
 """
 import firedrake as fd
@@ -27,6 +30,7 @@ class StepForms:
     """The step's forms on placeholders :math:`w^n, w^{n+1}, f, P, \\lambda`, compiled once per Evolution."""
 
     def __init__(self, ev):
+        self.ev = ev
         dm = ev.discrete
         self.w_old, self.w_new, self.adj = (fd.Function(ev.W) for _ in range(3))
         self.f = fd.Function(ev.V)
@@ -49,17 +53,17 @@ class StepForms:
                                                          options_prefix=f"fem_crossdiff_replay_{id(self)}_")
 
     def load(self, w_old, f, P):
-        self.w_old.assign(w_old)
-        self.f.assign(f)
-        self.P.assign(P)
+        """Copy a step's values into the placeholders (plain array copies: ``assign`` costs a parallel loop)."""
+        for mine, theirs in ((self.w_old, w_old), (self.f, f), (self.P, P)):
+            mine.dat.data_wo[...] = theirs.dat.data_ro
 
 
 class SemiImplicitStepBlock(Block):
     """:math:`w^{n+1}` from the dependencies :math:`(w^n, f, P_k)`; adjoint as in the module docstring."""
 
-    def __init__(self, forms, w_old, f, P, **kwargs):
+    def __init__(self, forms, w_old, f, P, stage=0, **kwargs):
         super().__init__(**kwargs)
-        self.forms = forms
+        self.forms, self.stage = forms, stage
         for dep in (w_old, f, P):
             self.add_dependency(dep)
 
@@ -75,9 +79,23 @@ class SemiImplicitStepBlock(Block):
     def prepare_evaluate_adj(self, inputs, adj_inputs, relevant_dependencies):
         fm = self.forms
         fm.load(*inputs)
-        fm.w_new.assign(self.get_outputs()[0].saved_output)
-        fm.adjoint_operator.assemble(tensor=fm.A_T)
-        fm.adjoint_solver.solve(fm.adj, adj_inputs[0])
+        fm.w_new.dat.data_wo[...] = self.get_outputs()[0].saved_output.dat.data_ro
+        if not self._fast_adjoint_solve(adj_inputs[0]):
+            fm.adjoint_operator.assemble(tensor=fm.A_T)
+            fm.adjoint_solver.solve(fm.adj, adj_inputs[0])
+
+    def _fast_adjoint_solve(self, rhs):
+        """:math:`A^T\lambda = \bar w^{n+1}` with the fast path's matrix, if the forward used it; False otherwise
+        (or if the transposed solve did not converge: Firedrake's solver then does it)."""
+        fm = self.forms
+        fast = fm.ev._fast
+        if fast is None:
+            return False
+        model = fm.ev.model
+        stage = model.unpack_stage(fm.P.dat.data_ro[0])
+        fast.assemble(fm.w_old.dat.data_ro, self.stage, float(fm.ev.dt.values()[0]), stage)
+        with rhs.dat.vec_ro as b, fm.adj.dat.vec_wo as x:
+            return fast.solve_transpose(b, x) > 0
 
     def evaluate_adj_component(self, inputs, adj_inputs, block_variable, idx, prepared=None):
         return self.forms.minus_dF[idx].assemble()

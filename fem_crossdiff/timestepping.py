@@ -197,8 +197,9 @@ class Evolution:
         if self._step_forms is None:
             with stop_annotating():
                 self._step_forms = StepForms(self)
-        P = self.discrete.stage_functions[self.discrete.stage_of_step(n, self.steps)]
-        block = SemiImplicitStepBlock(self._step_forms, self.w_old, self.f, P)
+        k = self.discrete.stage_of_step(n, self.steps)
+        block = SemiImplicitStepBlock(self._step_forms, self.w_old, self.f, self.discrete.stage_functions[k],
+                                      stage=k)
         get_working_tape().add_block(block)
         with stop_annotating():
             self.step(n)

@@ -91,6 +91,31 @@ def test_fast_matrix_equals_the_ufl_matrix(name, refine, rng):
     _assert_same_matrix(ev, fast, rng)
 
 
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_compiled_gather_equals_the_numpy_products(name, rng):
+    """The C kernel (steps 2-4 of the fill in one pass) gives the numpy products' block values to round-off,
+    for every layout of coefficient fields (1-3 variable fields, unit stiffness and/or mass)."""
+    from fem_crossdiff.fastassembly import SemiImplicitAssembler
+    ev = Evolution(MODEL_CASES[name](), image_mesh((9, 13), 1))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    compiled = fast.assembler
+    assert compiled.gather is not None               # a C compiler is there: Firedrake needs one
+    reference = SemiImplicitAssembler(ev.discrete, fast.q1, compiled=False)
+    _random_state(ev, rng)
+    w = ev.w_old.dat.data_ro
+    for k in range(len(ev.discrete.params)):
+        got = compiled.fill(np.full((fast.q1.nnz, 4), np.nan), w, k, 0.3)
+        want = reference.fill(np.empty((fast.q1.nnz, 4)), w, k, 0.3)
+        assert np.abs(got - want).max() <= 1e-14 * np.abs(want).max(), (name, k)
+
+
+def test_compiled_gather_refuses_a_wrongly_shaped_value_array():
+    ev = Evolution(make_model("perona-malik"), image_mesh((5, 6)))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    with pytest.raises(ValueError, match="C-contiguous float64 \\(nnz, 4\\)"):
+        fast.assembler.fill(np.empty((fast.q1.nnz, 4), order="F"), ev.w_old.dat.data_ro, 0, 0.1)
+
+
 def test_aij_fallback_matrix_equals_the_ufl_matrix(rng):
     ev = Evolution(_learned(), image_mesh((9, 13)))
     fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V), prefer_baij=False)
