@@ -491,7 +491,8 @@ def gather_kernel(nvar, nconst):
 
 
 def _ptr(a, ctype=ctypes.c_double):
-    return None if a is None else a.ctypes.data_as(ctypes.POINTER(ctype))
+    """A ctypes pointer to the data of the contiguous array ``a``."""
+    return a.ctypes.data_as(ctypes.POINTER(ctype))
 
 
 class CompiledGather:

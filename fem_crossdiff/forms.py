@@ -3,7 +3,8 @@ r"""A :class:`~fem_crossdiff.models.CrossDiffusionModel` realised on a mesh, in 
 The parameters of a stage live in one spatially constant vector-valued DG0 ``Function`` (components in
 :func:`learning.pack` order), which is that stage's pyadjoint ``Control``: one control per stage keeps the
 adjoint cheap (pyadjoint's cost grows with the number of controls each solve depends on), and the derivative
-with respect to the constant parameter is the sum of the cell values of :math:`dJ/dP`. The weak form of
+with respect to the constant parameter is the sum of the cell values of :math:`dJ/dP`. (Not the real space "R":
+Firedrake does not support test functions on a vector-valued "R" space, which the derivative forms need.) The weak form of
 :math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)` with Neumann boundaries is
 
 .. math:: (\partial_t w, \varphi) + (D(w)\nabla w, \nabla\varphi) - (R(w, f), \varphi) = 0

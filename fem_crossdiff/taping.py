@@ -85,7 +85,7 @@ class SemiImplicitStepBlock(Block):
             fm.adjoint_solver.solve(fm.adj, adj_inputs[0])
 
     def _fast_adjoint_solve(self, rhs):
-        """:math:`A^T\lambda = \bar w^{n+1}` with the fast path's matrix, if the forward used it; False otherwise
+        r""":math:`A^T\lambda = \bar w^{n+1}` with the fast path's matrix, if the forward used it; False otherwise
         (or if the transposed solve did not converge: Firedrake's solver then does it)."""
         fm = self.forms
         fast = fm.ev._fast
