@@ -256,7 +256,7 @@ class GradientProblem:
         if scheme == "semi-implicit":
             sp = linear_solver_parameters(sp)
         self.data = DatasetLoss(model, [(clean, noisy)], refine=refine, mesh=mesh, solver_parameters=sp,
-                                time=time, steps=steps, scheme=scheme)
+                                time=time, steps=steps, scheme=scheme, misfit="L2")
         self.ev = self.data.ev
         self.clean, self.noisy = self.data.data[0]
         self.x0 = pack(model)

@@ -4,9 +4,11 @@ Given (clean, noisy) pairs :math:`(c_i, f_i)`, minimise the mean denoising error
 
 .. math:: J(p) = \frac{1}{n}\sum_i \frac{1}{|\Omega|}\int_\Omega \big(u_i(T; p) - c_i\big)^2\,dx ,
 
-over the parameters :math:`p` of every stage: :math:`d_{11}, d_{22}, \rho, \beta, \lambda, \mu` and the
-non-negative RBF weights of the influence functions :math:`g_{11}, g_{22}` (each with a floor
-:math:`g_{\min} > 0`). The box bounds of :data:`BOUNDS` alone guarantee uniform ellipticity of every iterate:
+(the integral exact for the Q1 functions; or the pixels' mean squared error, or the mean PSNR: see
+:data:`MISFITS`, :data:`OBJECTIVES`) over the parameters :math:`p` of every stage:
+:math:`d_{11}, d_{22}, \rho, \beta, \lambda, \mu` and the non-negative RBF weights of the influence
+functions :math:`g_{11}, g_{22}` (each with a floor :math:`g_{\min} > 0`). The box bounds of :data:`BOUNDS`
+alone guarantee uniform ellipticity of every iterate:
 :math:`\xi^T D\xi \ge (1-|\rho|)\min(d_{11}, d_{22})\,g_{\min}|\xi|^2`. Gradients are pyadjoint's (the exact
 gradient of the discrete problem); the optimiser is scipy's L-BFGS-B.
 
@@ -27,8 +29,8 @@ import numpy as np
 
 from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
-__all__ = ["BOUNDS", "learned_template", "training_pairs", "DatasetLoss", "dataset_reduced_functional", "train",
-           "pack", "unpack", "bounds", "add_commands", "peak_memory_mb"]
+__all__ = ["BOUNDS", "MISFITS", "OBJECTIVES", "learned_template", "training_pairs", "DatasetLoss",
+           "dataset_reduced_functional", "train", "pack", "unpack", "bounds", "add_commands", "peak_memory_mb"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
@@ -37,6 +39,17 @@ FLOOR = 0.02
 #: Tight linear solves while learning: J(p) must be smooth to far below the optimiser's and the Taylor tests'
 #: resolution, on both the taped (UFL) path and the fast path used for plain loss evaluations.
 LEARNING_SOLVER = {"ksp_rtol": 1e-10}
+#: How :math:`J` integrates :math:`(u(T) - c)^2`. ``"L2"`` (default): exactly, for the Q1 functions (consistent
+#: mass); also the functional of the continuous adjoint (:mod:`fem_crossdiff.adjoint`). ``"pixels"``: by the
+#: trapezoidal rule at the vertices (lumped mass), i.e. on the image mesh the mean squared pixel error that PSNR
+#: reports (edge and corner pixels at half and quarter weight). They differ most for fine-scale errors (a
+#: checkerboard has 1/9 of its pixel error in L2), yet models trained on "pixels" do no better by PSNR (README).
+MISFITS = ("L2", "pixels")
+#: How the images' misfits :math:`m_i` are combined. ``"mse"`` (default): :math:`J = \frac1n\sum_i m_i`, the
+#: mean squared error, dominated by the textured patches with the largest errors. ``"psnr"``:
+#: :math:`J = \frac1n\sum_i 10\log_{10} m_i`, minus the patches' mean PSNR (dB), in which a near-constant patch
+#: counts as much as a textured one (it then smooths more: better on held-out patches, worse on the test crops).
+OBJECTIVES = ("mse", "psnr")
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -109,16 +122,23 @@ class DatasetLoss:
     """:math:`J(p)` and :math:`\\nabla J(p)` over a data set of equally sized pairs, images split over ranks."""
 
     def __init__(self, model, pairs, ensemble=None, refine=0, checkpointing=False, mesh=None,
-                 solver_parameters=None, **evolution):
-        """``mesh`` replaces the structured image mesh (it needs ``mesh.image_shape``); ``solver_parameters``
-        update :data:`LEARNING_SOLVER`; other keywords (``time``, ``steps``, ``scheme``) go to the
-        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``:
-        only the adjoint's dependencies of each step are kept, not every block's output). Revolve-type schedules
+                 solver_parameters=None, misfit="L2", objective="mse", **evolution):
+        """``misfit``: one of :data:`MISFITS`; ``objective``: one of :data:`OBJECTIVES`. ``mesh`` replaces the
+        structured image mesh (it needs ``mesh.image_shape``); ``solver_parameters`` update
+        :data:`LEARNING_SOLVER`; other keywords (``time``, ``steps``, ``scheme``) go to the
+        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape
+        through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``: only the adjoint's
+        dependencies of each step are kept, not every block's output). Revolve-type schedules
         (``MultistageCheckpointSchedule``) gave wrong gradients with this pyadjoint release (a known upstream
         problem), so they are not offered; memory is bounded anyway by one image's evolution per tape."""
         import firedrake as fd
         from .images import image_mesh, image_to_function
         from .timestepping import Evolution
+        if misfit not in MISFITS:
+            raise ValueError(f"misfit must be one of {MISFITS}, got {misfit!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
         shapes = {c.shape for c, _ in pairs} | {f.shape for _, f in pairs}
         if len(shapes) != 1:
             raise ValueError(f"all training pairs must have one shape, got {sorted(shapes)}")
@@ -131,6 +151,9 @@ class DatasetLoss:
         self.ev = Evolution(model, mesh, solver_parameters={**LEARNING_SOLVER, **(solver_parameters or {})},
                             **evolution)
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
+        # on quadrilaterals finat's "KMV" (spectral, lumped) rule of degree 1 is the 2×2 Gauss–Lobatto rule
+        self.misfit = misfit
+        self.misfit_dx = fd.dx(domain=mesh, scheme="KMV", degree=1) if misfit == "pixels" else fd.dx(domain=mesh)
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]
         self.checkpointing = checkpointing
@@ -139,7 +162,17 @@ class DatasetLoss:
 
     def _misfit(self, clean):
         import firedrake as fd
-        return fd.assemble((self.ev.w[0] - clean) ** 2 * fd.dx) / self.area
+        return fd.assemble((self.ev.w[0] - clean) ** 2 * self.misfit_dx) / self.area
+
+    def _term(self, m):
+        """An image's contribution to :math:`nJ` and the factor :math:`dJ_i/dm_i` of its misfit gradient."""
+        if self.objective == "psnr":
+            return 10 * math.log10(m), 10 / (math.log(10) * m)
+        return m, 1.0
+
+    def psnr(self, J):
+        """The training PSNR (dB) that a loss value ``J`` stands for."""
+        return -J if self.objective == "psnr" else psnr_of_loss(J)
 
     def _reduce(self, local):
         from mpi4py import MPI
@@ -156,7 +189,7 @@ class DatasetLoss:
             local = 0.0
             for clean, noisy in self.data:
                 self.ev.run(noisy)
-                local += float(self._misfit(clean))
+                local += self._term(float(self._misfit(clean)))[0]
         return self._reduce(local) / self.n
 
     def loss_and_gradient(self, x):
@@ -181,8 +214,9 @@ class DatasetLoss:
                     pause_annotation()
                 t1 = time.perf_counter()
                 rf = ReducedFunctional(Ji, [Control(c) for c in controls], tape=tape)
-                grad += self.ev.discrete.gradient_vector(rf.derivative())
-                J += float(Ji)
+                term, factor = self._term(float(Ji))
+                grad += factor * self.ev.discrete.gradient_vector(rf.derivative())
+                J += term
                 self.seconds["taped forward"] += t1 - t0
                 self.seconds["adjoint"] += time.perf_counter() - t1
         self.evaluations += 1
@@ -250,8 +284,10 @@ class Checkpoint:
 
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
-          centres=8, maxiter=100, resume=False, seed=0, refine=0, init=None, log=print, command=None):
-    """Learn a model and save it to ``out`` (JSON). Returns (model, history).
+          centres=8, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
+          log=print, command=None):
+    """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
+    :data:`MISFITS`, :data:`OBJECTIVES`.
 
     ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
     and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
@@ -263,7 +299,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         raise ValueError(f"--out {out}: the model file must end in .json")
     ckpt = Checkpoint(out + ".checkpoint")
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
-                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init)
+                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
+                    misfit=misfit, objective=objective)
     history, t_used = [], 0.0
     start, init_provenance = _initial_model(init) if init else (None, None)
     if resume:
@@ -279,25 +316,26 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
-    loss = DatasetLoss(model, pairs, refine=refine)
+    loss = DatasetLoss(model, pairs, refine=refine, misfit=misfit, objective=objective)
     x0, box = pack(model), bounds(model)
     x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
     J0 = loss.loss(x0)
+    scale = abs(J0) if objective == "mse" else 1.0       # "psnr": J is in dB already
     initial = state["initial_loss"] if resume else J0
     t0 = time.perf_counter() - t_used
     last = {}
 
     def fun(x):
-        """L-BFGS-B sees J/J0 (order one) and its gradient."""
+        """L-BFGS-B sees J/scale (order one) and its gradient."""
         J, g = loss.loss_and_gradient(x)
         last.update(x=x.copy(), J=J, g=g)
-        return J / J0, g / J0
+        return J / scale, g / scale
 
     def callback(intermediate_result):
-        xk, J = intermediate_result.x, intermediate_result.fun * J0
+        xk, J = intermediate_result.x, intermediate_result.fun * scale
         current = model.with_stages(unpack(model, xk))
         pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
-        entry = dict(iteration=len(history) + 1, loss=J, psnr=psnr_of_loss(J), grad=pg,
+        entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
                      certificate=current.certificate(), elapsed=time.perf_counter() - t0,
                      peak_mb=peak_memory_mb(MPI.COMM_WORLD))
         history.append(entry)
@@ -309,7 +347,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
 
     log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {len(model.stages)} stage(s), "
         f"{model.steps} steps to T={model.time:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); loss {J0:.6e} "
-        f"(PSNR {psnr_of_loss(J0):.2f} dB)")
+        f"(PSNR {loss.psnr(J0):.2f} dB)")
     interrupted = False
     try:
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
@@ -322,7 +360,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     final = model.with_stages(unpack(model, x))
     Jf = loss.loss(x)
     final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
-                            final_loss=Jf, final_train_psnr=psnr_of_loss(Jf), iterations=len(history),
+                            final_loss=Jf, final_train_psnr=loss.psnr(Jf), iterations=len(history),
                             elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
                             gradient_evaluations=loss.evaluations,
                             peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD))
@@ -331,8 +369,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     final.check_elliptic(out)
     if rank0 and not interrupted:
         save_model(final, out)
-        log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {psnr_of_loss(initial):.2f} -> "
-            f"{psnr_of_loss(Jf):.2f} dB), certificate {final.certificate():.3e}")
+        log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {loss.psnr(initial):.2f} -> "
+            f"{loss.psnr(Jf):.2f} dB), certificate {final.certificate():.3e}")
     if interrupted:
         raise KeyboardInterrupt
     return final, history
@@ -368,6 +406,10 @@ def add_commands(sub):
     s.add_argument("--centres", type=int, default=8, help="RBF centres per influence function")
     s.add_argument("--maxiter", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--misfit", choices=MISFITS, default="L2",
+                   help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
+    s.add_argument("--objective", choices=OBJECTIVES, default="mse",
+                   help="mse: mean squared error over the patches (default); psnr: mean PSNR")
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
     s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
     s.set_defaults(func=_cmd_train)
@@ -376,4 +418,5 @@ def add_commands(sub):
 def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
-          resume=args.resume, seed=args.seed, init=args.init, command=args.command_line)
+          resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
+          command=args.command_line)

@@ -45,7 +45,7 @@ def test_pyadjoint_gradient_matches_finite_differences(model, pair):
 def test_discrete_gradient_agrees_with_dataset_loss(model, pair):
     """Our tape reproduces learning.DatasetLoss (which uses the default iterative solver)."""
     from fem_crossdiff.learning import DatasetLoss
-    loss = DatasetLoss(model, [pair])
+    loss = DatasetLoss(model, [pair], misfit="L2")      # GradientProblem's functional: the continuous one
     J0, g0 = loss.loss_and_gradient(pack(model))
     gp = GradientProblem(model, *pair)
     J, g = gp.discrete_gradient()

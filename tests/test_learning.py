@@ -31,6 +31,29 @@ def _remainders(fun, grad, x, direction, h0=1e-2):
 BLOCKS = {"matrix": ("d11", "d22", "rho", "beta"), "reaction": ("lam", "mu"), "g11": ("w11",), "g22": ("w22",)}
 
 
+def test_pixel_misfit_is_the_mean_squared_pixel_error_and_L2_discounts_fine_scales(tiny):
+    """J ("pixels") = trapezoid-weighted mean of (u(T) - c)² over the pixels; "L2" sees a checkerboard at 1/9."""
+    from fem_crossdiff.images import function_to_image, image_to_function
+    model, pairs = tiny
+    loss = DatasetLoss(model, pairs[:1], misfit="pixels")
+    J = loss.loss(pack(model))
+    clean = pairs[0][0]
+    u = function_to_image(loss.ev.w.sub(0))
+    w = np.ones_like(clean)
+    w[[0, -1], :] *= 0.5
+    w[:, [0, -1]] *= 0.5
+    assert np.isclose(J, np.sum(w * (u - clean) ** 2) / w.sum(), rtol=1e-12)
+    checker = 0.5 + 0.5 * (np.indices(clean.shape).sum(axis=0) % 2)
+    l2 = DatasetLoss(model, pairs[:1])                                 # the default
+    ratios = []
+    for data in (loss, l2):
+        data.ev.w.sub(0).assign(image_to_function(checker, data.ev.V))
+        ratios.append(float(data._misfit(image_to_function(0.75 + 0 * checker, data.ev.V))))
+    assert np.isclose(ratios[0], 1 / 16, rtol=1e-12) and np.isclose(ratios[1] / ratios[0], 1 / 9, rtol=1e-12)
+    with pytest.raises(ValueError, match="misfit must be one of"):
+        DatasetLoss(model, pairs[:1], misfit="l1")
+
+
 @pytest.mark.parametrize("block", list(BLOCKS))
 def test_taylor_remainder_is_second_order_for_every_control_block(tiny, block):
     model, pairs = tiny
@@ -44,6 +67,24 @@ def test_taylor_remainder_is_second_order_for_every_control_block(tiny, block):
     r = _remainders(loss.loss, g, x, direction)
     rates = np.log2(r[:-1] / r[1:])
     assert np.all(rates > 1.9), (r, rates)
+
+
+@pytest.mark.parametrize("misfit", ["pixels", "L2"])
+def test_taylor_remainder_is_second_order_for_the_mean_psnr_objective(tiny, misfit):
+    """J = mean of 10 log10(misfit_i): its gradient (chain rule on each image's adjoint) is exact, and -J is the
+    mean PSNR of the patches."""
+    model, pairs = tiny
+    loss = DatasetLoss(model, pairs, misfit=misfit, objective="psnr")
+    x = pack(model)
+    J, g = loss.loss_and_gradient(x)
+    singles = [DatasetLoss(model, [p], misfit=misfit).loss(x) for p in pairs]
+    assert np.isclose(J, np.mean(10 * np.log10(singles)), rtol=1e-10) and loss.psnr(J) == -J
+    direction = np.random.default_rng(3).uniform(0.5, 1.0, x.size)
+    r = _remainders(loss.loss, g, x, direction, h0=1e-3)
+    rates = np.log2(r[:-1] / r[1:])
+    assert np.all(rates > 1.9), (r, rates)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        DatasetLoss(model, pairs[:1], objective="ssim")
 
 
 def test_pyadjoint_taylor_test_on_the_multi_image_multi_stage_functional(tiny):
