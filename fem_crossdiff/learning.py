@@ -64,7 +64,7 @@ def fit_rbf(influence, target, samples=201):
     return w
 
 
-def learned_template(stages=3, centres=8, time=2.0, steps=12, k=0.08, grad_span=0.4, v_span=0.05, theta=0.05):
+def learned_template(stages=3, centres=16, time=2.0, steps=12, k=0.08, grad_span=0.4, v_span=0.05, theta=0.05):
     r"""Initial learnable model: a Perona–Malik-like :math:`g_{11}(|\nabla u|) \approx 1/(1+(|\nabla u|/k)^2)` and
     :math:`g_{22}(v) \approx 1`, both as non-negative RBF sums with floor :data:`FLOOR`, and a small complex-diffusion
     coupling :math:`d_{12} = -d_{21} = -\sin\theta` so that the edge indicator :math:`v` is excited (with no
@@ -284,7 +284,7 @@ class Checkpoint:
 
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
-          centres=8, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
+          centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           log=print, command=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`MISFITS`, :data:`OBJECTIVES`.
@@ -403,7 +403,7 @@ def add_commands(sub):
     s.add_argument("--stages", type=int, default=3)
     s.add_argument("--steps", type=int, default=12)
     s.add_argument("--time", type=float, default=2.0)
-    s.add_argument("--centres", type=int, default=8, help="RBF centres per influence function")
+    s.add_argument("--centres", type=int, default=16, help="RBF centres per influence function (default 16)")
     s.add_argument("--maxiter", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--misfit", choices=MISFITS, default="L2",
