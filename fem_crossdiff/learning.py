@@ -126,9 +126,9 @@ class DatasetLoss:
         """``misfit``: one of :data:`MISFITS`; ``objective``: one of :data:`OBJECTIVES`. ``mesh`` replaces the
         structured image mesh (it needs ``mesh.image_shape``); ``solver_parameters`` update
         :data:`LEARNING_SOLVER`; other keywords (``time``, ``steps``, ``scheme``) go to the
-        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape
-        through pyadjoint's ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``: only the adjoint's
-        dependencies of each step are kept, not every block's output). Revolve-type schedules
+        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape through pyadjoint's
+        ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``: only the adjoint's dependencies of each step
+        are kept, not every block's output). Revolve-type schedules
         (``MultistageCheckpointSchedule``) gave wrong gradients with this pyadjoint release (a known upstream
         problem), so they are not offered; memory is bounded anyway by one image's evolution per tape."""
         import firedrake as fd
@@ -151,8 +151,7 @@ class DatasetLoss:
         self.ev = Evolution(model, mesh, solver_parameters={**LEARNING_SOLVER, **(solver_parameters or {})},
                             **evolution)
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
-        # on quadrilaterals finat's "KMV" (spectral, lumped) rule of degree 1 is the 2×2 Gauss–Lobatto rule
-        self.misfit = misfit
+        # "pixels": finat's lumped ("KMV") rule of degree 1, on quadrilaterals the 2×2 Gauss–Lobatto rule
         self.misfit_dx = fd.dx(domain=mesh, scheme="KMV", degree=1) if misfit == "pixels" else fd.dx(domain=mesh)
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]

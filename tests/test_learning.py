@@ -48,7 +48,7 @@ def test_pixel_misfit_is_the_mean_squared_pixel_error_and_L2_discounts_fine_scal
     ratios = []
     for data in (loss, l2):
         data.ev.w.sub(0).assign(image_to_function(checker, data.ev.V))
-        ratios.append(float(data._misfit(image_to_function(0.75 + 0 * checker, data.ev.V))))
+        ratios.append(float(data._misfit(image_to_function(np.full_like(checker, 0.75), data.ev.V))))
     assert np.isclose(ratios[0], 1 / 16, rtol=1e-12) and np.isclose(ratios[1] / ratios[0], 1 / 9, rtol=1e-12)
     with pytest.raises(ValueError, match="misfit must be one of"):
         DatasetLoss(model, pairs[:1], misfit="l1")
