@@ -21,7 +21,7 @@
 # $g_{\rm disc} = g_{\rm FD}$ to round-off and truncation, and $g_{\rm cont} - g_{\rm disc} \to 0$ only as
 # $h, \tau\to 0$.
 #
-# Run: `python demos/adjoint_study.py [--quick] [--model learned-v|learned|nonlinear-cross]`
+# Run: `python demos/adjoint_study.py [--quick] [--model learned-v|learned|learned-modulated|nonlinear-cross]`
 # (or `fem-crossdiff adjoint-study`); figures go to `out/demos/`.
 
 # %%
@@ -38,12 +38,12 @@ sys.argv = _argv
 
 from fem_crossdiff.adjoint import GradientProblem, relative_gap  # noqa: E402
 from fem_crossdiff.learning import pack  # noqa: E402
-from fem_crossdiff.studies import (adjoint_study, adjoint_tables, plot_adjoint_study, study_model,  # noqa: E402
-                                   study_pair)
+from fem_crossdiff.studies import (STUDY_MODELS, adjoint_study, adjoint_tables, plot_adjoint_study,  # noqa: E402
+                                   study_model, study_pair)
 
 parser = argparse.ArgumentParser(description="continuous vs discrete adjoint gradients under refinement")
 parser.add_argument("--quick", action="store_true", help="16x16 crop and fewer levels (about 2 minutes)")
-parser.add_argument("--model", default="learned-v", choices=["learned-v", "learned", "nonlinear-cross"])
+parser.add_argument("--model", default="learned-v", choices=STUDY_MODELS)
 parser.add_argument("--out", default="out/demos")
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)

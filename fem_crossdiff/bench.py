@@ -103,42 +103,46 @@ def _baselines(sizes, sigma255, results, out, rank0):
 
 
 # ------------------------------------------------------------------------------- gradient cost
-def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, out=print):
-    """Cost of one training gradient (pyadjoint: taped forward + adjoint) against the forward solve, and peak
-    memory, per image size; every size (and checkpointed taping) runs in its own process so that peak memory is
-    that of one gradient. Model: a shipped learned model (``sigma15``/``sigma25``) or a model JSON; ``steps``
-    overrides its number of time steps (same final time: a longer tape)."""
+def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, checkpoints=(None, "all", 4),
+                       out=print):
+    """Cost of one training gradient against the forward solve, and peak memory, per image size and way of
+    computing it (``checkpoints``: None = pyadjoint tape, taped forward + adjoint; "all" or K = the reverse sweep
+    of :mod:`fem_crossdiff.checkpointing`, keeping every state or K snapshots; its time is all "adjoint").
+    Every case runs in its own process so that peak memory is that of one gradient. Model: a shipped learned
+    model (``sigma15``/``sigma25``) or a model JSON; ``steps`` overrides its number of time steps (same final
+    time: a longer horizon)."""
     import json
     import os
     import subprocess
     import sys
     out(f"fem-crossdiff bench --gradient: model {model}, {steps or 'its'} steps, one image per gradient, "
         f"best of {repeats}, one rank")
-    out(f"{'size':>6} {'tape':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
+    out(f"{'size':>6} {'gradient':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
         f"{'grad/UFL':>9} {'adj/UFL':>8} {'grad/fast':>9} {'peak MiB':>9}")
     rows = []
     for size in sizes:
-        for checkpointing in (False, True):
+        for ck in checkpoints:
             code = (f"from fem_crossdiff.bench import _gradient_case; import json; "
-                    f"print(json.dumps(_gradient_case({size}, {model!r}, {repeats}, {checkpointing}, {steps})))")
+                    f"print(json.dumps(_gradient_case({size}, {model!r}, {repeats}, {ck!r}, {steps})))")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
             if proc.returncode != 0:
-                raise RuntimeError(f"gradient benchmark ({size}², checkpointing={checkpointing}) failed:\n"
+                raise RuntimeError(f"gradient benchmark ({size}², checkpoints={ck!r}) failed:\n"
                                    f"{proc.stderr[-800:]}")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             grad = r["taped_forward"] + r["adjoint"]
-            rows.append(dict(size=size, checkpointing=checkpointing, **r))
-            out(f"{size:>5}² {'schedule' if checkpointing else 'plain':>10} {r['forward_fast']:>10.3f} "
+            rows.append(dict(size=size, checkpoints=ck, **r))
+            label = "tape" if ck is None else f"sweep:{ck}"
+            out(f"{size:>5}² {label:>10} {r['forward_fast']:>10.3f} "
                 f"{r['forward_ufl']:>10.3f} {r['taped_forward']:>10.3f} {r['adjoint']:>8.3f} "
                 f"{grad / r['forward_ufl']:>9.1f} {r['adjoint'] / r['forward_ufl']:>8.1f} "
                 f"{grad / r['forward_fast']:>9.1f} {r['peak_mb']:>9.0f}")
     out("fwd fast: the denoise path (no tape); fwd UFL: the same Firedrake assembly the tape records; "
-        "grad = taped fwd + adjoint; 'schedule': SingleMemoryStorageSchedule checkpointing")
+        "grad = taped fwd + adjoint; 'sweep:all'/'sweep:K': reverse sweep keeping every state / K snapshots")
     return rows
 
 
-def _gradient_case(size, model, repeats, checkpointing, steps=None):
+def _gradient_case(size, model, repeats, checkpoints, steps=None):
     """Timings (s) of one image's forward (fast, UFL) and gradient (taped forward, adjoint) and peak MiB."""
     from .data import centre_crop, load
     from .evaluation import shipped_model
@@ -149,7 +153,7 @@ def _gradient_case(size, model, repeats, checkpointing, steps=None):
     clean = centre_crop(load("chelsea"), size)
     pairs = [(clean, gaussian_noise(clean, 25 / 255, seed=0))]
     steps = steps or m.steps
-    loss = DatasetLoss(m, pairs, checkpointing=checkpointing, steps=steps)
+    loss = DatasetLoss(m, pairs, checkpoints=checkpoints, steps=steps)
     x = pack(m)
     loss.loss_and_gradient(x)                          # compile everything outside the timings
     best = {"taped forward": float("inf"), "adjoint": float("inf")}

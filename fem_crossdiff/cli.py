@@ -76,11 +76,21 @@ def cmd_denoise(args):
         f"{time.perf_counter() - t0:.2f} s)")
 
 
+def checkpoints_option(text):
+    """``--checkpoints`` value: ``tape`` (None), ``all`` or a snapshot count K >= 1."""
+    if text in ("tape", "all"):
+        return None if text == "tape" else text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"'{text}': expected tape, all or a number of snapshots >= 1")
+
+
 def cmd_bench(args):
     from .bench import run_bench, run_gradient_bench
     if args.gradient:
         run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
-                           repeats=args.repeats, steps=args.steps)
+                           repeats=args.repeats, steps=args.steps,
+                           checkpoints=args.checkpoints or [None, "all", 4])
     else:
         run_bench(sizes=args.sizes or [64, 128, 256, 512], model=args.model or "nonlinear-complex",
                   repeats=args.repeats, sigma255=args.sigma)
@@ -115,6 +125,8 @@ def build_parser():
     s.add_argument("--gradient", action="store_true",
                    help="cost of a training gradient (pyadjoint) against the forward solve, and peak memory")
     s.add_argument("--steps", type=int, help="--gradient: time steps (default: the model's); more steps, longer tape")
+    s.add_argument("--checkpoints", type=checkpoints_option, nargs="+", metavar="{tape,all,K}",
+                   help="--gradient: how to compute it (default: tape all 4; see train --checkpoints)")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--sigma", type=float, default=25.0, help="noise level on the 0-255 scale")
     s.set_defaults(func=cmd_bench)

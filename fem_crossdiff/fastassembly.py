@@ -318,7 +318,7 @@ def off_diagonal_mode(model, k):
 
     It depends only on the model's structure (which influence functions are constant), not on values.
     """
-    g11, g22 = model.g11.kind != "one", model.g22.kind != "one"
+    g11, g22 = model.g11.kind != "one" or model.h11.kind != "one", model.g22.kind != "one"
     if not g11 and not g22:
         return "none"              # D = M
     if not g22:
@@ -351,7 +351,7 @@ def layout(mode, model, stage):
     if mode == "sqrt22":
         return Layout(("g22", "off"), ("unit", "mass"), "unit", "g22", "off")
     p11, p22 = model.g11.parameter("11"), model.g22.parameter("22")
-    if model.g11 == model.g22 and np.array_equal(stage[p11], stage[p22]):
+    if model.g11 == model.g22 and model.h11.kind == "one" and np.array_equal(stage[p11], stage[p22]):
         return Layout(("g11",), ("mass",), "g11", "g11", "g11")
     return Layout(("g11", "g22", "off"), ("mass",), "g11", "g22", "off")
 
@@ -373,7 +373,7 @@ class SemiImplicitAssembler:
     def __init__(self, discrete, q1, compiled=True):
         self.discrete, self.q1 = discrete, q1
         self.model = discrete.model
-        self.g = {"11": self.model.g11, "22": self.model.g22}
+        self.g = {"11": self.model.g11, "22": self.model.g22, "11h": self.model.h11}
         self.modes = [off_diagonal_mode(self.model, k) for k in range(len(discrete.params))]
         self._K = {}
         self.gather = CompiledGather.create(q1) if compiled else None
@@ -388,8 +388,16 @@ class SemiImplicitAssembler:
         return self._K[lay.key]
 
     def influence(self, which, stage, v, grad2):
-        """:math:`g_{ii}` at the Gauss points (as :meth:`DiscreteModel.influence`) for the stage's numbers."""
+        """:math:`g_{11}h_{11}` or :math:`g_{22}` at the Gauss points (as :meth:`DiscreteModel.influence`)."""
+        out = self._factor(which, stage, v, grad2)
+        if which == "11" and self.g["11h"].kind != "one":
+            out = self._factor("11h", stage, v, grad2) * out
+        return out
+
+    def _factor(self, which, stage, v, grad2):
         g = self.g[which]
+        if g.kind == "one":
+            return np.ones_like(v if v is not None else grad2)
         par = stage[g.parameter(which)]
         if g.variable == "v":
             return rbf(g, v, par) if g.kind == "rbf" else g.evaluate(v, float(par), lib=np)
@@ -399,7 +407,7 @@ class SemiImplicitAssembler:
 
     def fields(self, lay, stage, w):
         """The fields ``lay.var`` at the Gauss points for the state ``w`` (nodes, 2), each (cells, 4)."""
-        needed = [self.g[ij] for ij in ("11", "22") if f"g{ij}" in lay.var]
+        needed = [self.g[ij] for ij in ("11", "11h", "22") if f"g{ij[:2]}" in lay.var]
         v = self.q1.gauss_v(w) if any(g.variable == "v" for g in needed) else None
         grad2 = self.q1.gauss_grad2(w) if any(g.variable == "grad_u" for g in needed) else None
         out = {name: self.influence(name[1:], stage, v, grad2) for name in lay.var if name != "off"}

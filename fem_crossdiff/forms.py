@@ -63,12 +63,18 @@ class DiscreteModel:
 
     # -- UFL ------------------------------------------------------------------------------------------
     def influence(self, which, w, k, params=None):
-        """:math:`g_{ii}(w)` of stage ``k`` as UFL (``which`` is "11" or "22"); ``params`` (as :attr:`params`
-        ``[k]``) replaces the stage's own parameters."""
-        g = getattr(self.model, "g" + which)
+        """:math:`g_{11}h_{11}` or :math:`g_{22}` at the state ``w`` for stage ``k`` as UFL (``which`` is "11"
+        or "22"), None if constant 1; ``params`` (as :attr:`params` ``[k]``) replaces the stage's own parameters."""
+        p = self.params[k] if params is None else params
+        factors = [self._factor(ij, w, p) for ij in ((which, which + "h") if which == "11" else (which,))]
+        factors = [g for g in factors if g is not None]
+        return factors[0] * factors[1] if len(factors) == 2 else (factors[0] if factors else None)
+
+    def _factor(self, ij, w, p):
+        g = getattr(self.model, ("h" if ij.endswith("h") else "g") + ij[:2])
         if g.kind == "one":
             return None
-        par = (self.params[k] if params is None else params)[g.parameter(which)]
+        par = p[g.parameter(ij)]
         if g.variable == "v":
             return g.evaluate(w[1], par, lib=ufl)
         return g.of_grad2(ufl.inner(ufl.grad(w[0]), ufl.grad(w[0])), par, lib=ufl)

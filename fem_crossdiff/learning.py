@@ -7,17 +7,19 @@ Given (clean, noisy) pairs :math:`(c_i, f_i)`, minimise the mean denoising error
 (the integral exact for the Q1 functions; or the pixels' mean squared error, or the mean PSNR: see
 :data:`MISFITS`, :data:`OBJECTIVES`) over the parameters :math:`p` of every stage:
 :math:`d_{11}, d_{22}, \rho, \beta, \lambda, \mu` and the non-negative RBF weights of the influence
-functions :math:`g_{11}, g_{22}` (each with a floor :math:`g_{\min} > 0`). The box bounds of :data:`BOUNDS`
+functions :math:`g_{11}, g_{22}` (each with a floor :math:`g_{\min} > 0`) and, optionally, of the factor
+:math:`h_{11}(v) \ge 1` of the :math:`u`-diffusivity (:func:`with_modulation`). The box bounds of :data:`BOUNDS`
 alone guarantee uniform ellipticity of every iterate:
 :math:`\xi^T D\xi \ge (1-|\rho|)\min(d_{11}, d_{22})\,g_{\min}|\xi|^2`. Gradients are pyadjoint's (the exact
 gradient of the discrete problem); the optimiser is scipy's L-BFGS-B.
 
 The data-set gradient :math:`\sum_i \nabla J_i` is computed one image at a time on a fresh tape, so memory is
-that of one image's evolution; under ``mpiexec`` the images are dealt out over the ranks of an ``Ensemble``
-and the sums are reduced, giving the same model as one rank. Each semi-implicit step goes on the tape as one
-:class:`~fem_crossdiff.taping.SemiImplicitStepBlock` (its adjoint forms derived once, not per step), which
-and whose adjoint solve reuses the fast path's matrix (transposed), which makes a gradient 2.8× (256²) to
-5.4× (64² patches) cheaper than with pyadjoint's generic solve blocks.
+that of one image's evolution (or, with ``checkpoints=K``, of :math:`K + 2` states: the reverse sweep over a
+binomial checkpoint schedule, :mod:`fem_crossdiff.checkpointing`); under ``mpiexec`` the images are dealt out
+over the ranks of an ``Ensemble`` and the sums are reduced, giving the same model as one rank. Each
+semi-implicit step goes on the tape as one :class:`~fem_crossdiff.taping.SemiImplicitStepBlock`: its adjoint
+forms are derived once, not per step, and its adjoint solve reuses the fast path's matrix (transposed), which
+makes a gradient 2.8× (256²) to 5.4× (64² patches) cheaper than with pyadjoint's generic solve blocks.
 """
 import json
 import math
@@ -30,11 +32,13 @@ import numpy as np
 from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
 __all__ = ["BOUNDS", "MISFITS", "OBJECTIVES", "learned_template", "training_pairs", "DatasetLoss",
-           "dataset_reduced_functional", "train", "pack", "unpack", "bounds", "add_commands", "peak_memory_mb"]
+           "dataset_reduced_functional", "train", "with_modulation", "pack", "unpack", "bounds", "add_commands",
+           "peak_memory_mb"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
-          "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0)}
+          "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0),
+          "w11h": (0.0, 10.0)}
 FLOOR = 0.02
 #: Tight linear solves while learning: J(p) must be smooth to far below the optimiser's and the Taylor tests'
 #: resolution, on both the taped (UFL) path and the fast path used for plain loss evaluations.
@@ -64,19 +68,36 @@ def fit_rbf(influence, target, samples=201):
     return w
 
 
-def learned_template(stages=3, centres=16, time=2.0, steps=12, k=0.08, grad_span=0.4, v_span=0.05, theta=0.05):
+def learned_template(stages=3, centres=16, time=2.0, steps=12, k=0.08, grad_span=0.4, v_span=0.05, theta=0.05,
+                     modulation=0):
     r"""Initial learnable model: a Perona–Malik-like :math:`g_{11}(|\nabla u|) \approx 1/(1+(|\nabla u|/k)^2)` and
     :math:`g_{22}(v) \approx 1`, both as non-negative RBF sums with floor :data:`FLOOR`, and a small complex-diffusion
     coupling :math:`d_{12} = -d_{21} = -\sin\theta` so that the edge indicator :math:`v` is excited (with no
-    coupling :math:`v \equiv 0` and the gradient with respect to the coupling vanishes). Copied to every stage."""
+    coupling :math:`v \equiv 0` and the gradient with respect to the coupling vanishes). Copied to every stage.
+    ``modulation > 0`` adds the factor :math:`h_{11}(v)` (:func:`with_modulation`)."""
     g11 = Influence("rbf", "grad_u", floor=FLOOR, centres=centres, span=grad_span)
     g22 = Influence("rbf", "v", floor=FLOOR, centres=max(3, centres // 2 * 2 - 1), span=v_span)
     w11 = fit_rbf(g11, lambda s: 1 / (1 + (s / k) ** 2)).tolist()
     w22 = fit_rbf(g22, lambda s: np.ones_like(s)).tolist()
     stage = dict(d11=1.0, d22=1.0, rho=0.0, beta=-math.sin(theta), lam=0.0, mu=0.0, w11=w11, w22=w22)
-    return CrossDiffusionModel("learned", g11=g11, g22=g22, stages=[dict(stage) for _ in range(stages)],
-                               time=time, steps=steps,
-                               description="cross-diffusion model learned by fem-crossdiff train")
+    model = CrossDiffusionModel("learned", g11=g11, g22=g22, stages=[dict(stage) for _ in range(stages)],
+                                time=time, steps=steps,
+                                description="cross-diffusion model learned by fem-crossdiff train")
+    return with_modulation(model, modulation, v_span) if modulation else model
+
+
+def with_modulation(model, centres, span=0.05):
+    r"""``model`` with :math:`g_{11}(|\nabla u|)` times :math:`h_{11}(v) = 1 + \sum_m w_m e^{-(v-c_m)^2/2\sigma^2}`
+    (``centres`` RBFs over :math:`[-\text{span}, \text{span}]`, floor 1, all weights 0: the same evolution, so a
+    trained model is a warm start); the edge indicator then modulates edge stopping. Unchanged if it has one."""
+    if model.h11.kind != "one":
+        return model
+    h11 = Influence("rbf", "v", floor=1.0, centres=centres, span=span)
+    stages = [dict(st, w11h=[0.0] * centres) for st in model.stages]
+    d = model.to_dict()
+    d.pop("certificate")
+    d.update(h11=h11.__dict__, stages=stages)
+    return CrossDiffusionModel.from_dict(d, model.name)
 
 
 def pack(model):
@@ -121,16 +142,17 @@ def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
 class DatasetLoss:
     """:math:`J(p)` and :math:`\\nabla J(p)` over a data set of equally sized pairs, images split over ranks."""
 
-    def __init__(self, model, pairs, ensemble=None, refine=0, checkpointing=False, mesh=None,
+    def __init__(self, model, pairs, ensemble=None, refine=0, checkpoints=None, mesh=None,
                  solver_parameters=None, misfit="L2", objective="mse", **evolution):
         """``misfit``: one of :data:`MISFITS`; ``objective``: one of :data:`OBJECTIVES`. ``mesh`` replaces the
         structured image mesh (it needs ``mesh.image_shape``); ``solver_parameters`` update
         :data:`LEARNING_SOLVER`; other keywords (``time``, ``steps``, ``scheme``) go to the
-        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpointing``: tape through pyadjoint's
-        ``checkpoint_schedules`` (``SingleMemoryStorageSchedule``: only the adjoint's dependencies of each step
-        are kept, not every block's output). Revolve-type schedules
-        (``MultistageCheckpointSchedule``) gave wrong gradients with this pyadjoint release (a known upstream
-        problem), so they are not offered; memory is bounded anyway by one image's evolution per tape."""
+        :class:`~fem_crossdiff.timestepping.Evolution`. ``checkpoints``: None (default) records each image's
+        evolution on a pyadjoint tape; ``"all"`` or an integer :math:`K` runs the reverse sweep of
+        :mod:`fem_crossdiff.checkpointing` instead (same gradient), keeping every state or at most :math:`K`
+        snapshots (binomial schedule), so memory stays bounded for long horizons. (pyadjoint's own
+        ``tape.enable_checkpointing`` with a ``MultistageCheckpointSchedule`` gave wrong gradients with this
+        release, on pyadjoint's generic blocks too.)"""
         import firedrake as fd
         from .images import image_mesh, image_to_function
         from .timestepping import Evolution
@@ -155,7 +177,12 @@ class DatasetLoss:
         self.misfit_dx = fd.dx(domain=mesh, scheme="KMV", degree=1) if misfit == "pixels" else fd.dx(domain=mesh)
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]
-        self.checkpointing = checkpointing
+        if not (checkpoints is None or checkpoints == "all"
+                or (isinstance(checkpoints, int) and not isinstance(checkpoints, bool) and checkpoints >= 1)):
+            raise ValueError(f"checkpoints must be None, 'all' or an integer >= 1, got {checkpoints!r}")
+        self.checkpoints = checkpoints
+        self._misfit_assemblers = None
+        self.sweep_info = {}
         self.evaluations = 0
         self.seconds = {"taped forward": 0.0, "adjoint": 0.0}   # this rank's time in loss_and_gradient
 
@@ -191,35 +218,61 @@ class DatasetLoss:
                 local += self._term(float(self._misfit(clean)))[0]
         return self._reduce(local) / self.n
 
+    def _misfit_and_gradient(self, clean):
+        """``w -> (m, dm/dw)`` of the final state for :func:`~fem_crossdiff.checkpointing.checkpointed_gradient`
+        (forms on a placeholder for the clean image, compiled once)."""
+        import firedrake as fd
+        from firedrake.assemble import get_assembler
+        if self._misfit_assemblers is None:
+            ph = fd.Function(self.ev.V)
+            form = (self.ev.w[0] - ph) ** 2 / self.area * self.misfit_dx
+            self._misfit_assemblers = (ph, get_assembler(form), get_assembler(fd.derivative(form, self.ev.w)))
+        ph, value, derivative = self._misfit_assemblers
+        ph.dat.data_wo[...] = clean.dat.data_ro
+        return lambda w: (float(value.assemble()), derivative.assemble())
+
     def loss_and_gradient(self, x):
-        """:math:`(J, \\nabla J)`: one forward run per image on a fresh tape, then its adjoint."""
-        from firedrake.adjoint import (Control, ReducedFunctional, Tape, continue_annotation, pause_annotation,
-                                       set_working_tape)
+        """:math:`(J, \\nabla J)`: per image, a forward run on a fresh tape and its adjoint, or the reverse sweep
+        over checkpoints (``checkpoints``)."""
         self.set(x)
-        controls = self.ev.discrete.controls()
         J, grad = 0.0, np.zeros_like(np.asarray(x, dtype=float))
         for clean, noisy in self.data:
-            tape = Tape()
-            with set_working_tape(tape):
-                if self.checkpointing:
-                    from checkpoint_schedules import SingleMemoryStorageSchedule
-                    tape.enable_checkpointing(SingleMemoryStorageSchedule())
-                t0 = time.perf_counter()
-                continue_annotation()
-                try:
-                    self.ev.run(noisy, timestepper=tape.timestepper if self.checkpointing else None)
-                    Ji = self._misfit(clean)
-                finally:
-                    pause_annotation()
-                t1 = time.perf_counter()
-                rf = ReducedFunctional(Ji, [Control(c) for c in controls], tape=tape)
-                term, factor = self._term(float(Ji))
-                grad += factor * self.ev.discrete.gradient_vector(rf.derivative())
-                J += term
-                self.seconds["taped forward"] += t1 - t0
-                self.seconds["adjoint"] += time.perf_counter() - t1
+            one = self._taped_gradient if self.checkpoints is None else self._swept_gradient
+            mi, gi = one(clean, noisy)
+            term, factor = self._term(mi)
+            grad += factor * gi
+            J += term
         self.evaluations += 1
         return self._reduce(J) / self.n, self._reduce(grad) / self.n
+
+    def _taped_gradient(self, clean, noisy):
+        from firedrake.adjoint import (Control, ReducedFunctional, Tape, continue_annotation, pause_annotation,
+                                       set_working_tape)
+        tape = Tape()
+        with set_working_tape(tape):
+            t0 = time.perf_counter()
+            continue_annotation()
+            try:
+                self.ev.run(noisy)
+                Ji = self._misfit(clean)
+            finally:
+                pause_annotation()
+            t1 = time.perf_counter()
+            rf = ReducedFunctional(Ji, [Control(c) for c in self.ev.discrete.controls()], tape=tape)
+            g = self.ev.discrete.gradient_vector(rf.derivative())
+        self.seconds["taped forward"] += t1 - t0
+        self.seconds["adjoint"] += time.perf_counter() - t1
+        return float(Ji), g
+
+    def _swept_gradient(self, clean, noisy):
+        from firedrake.adjoint import stop_annotating
+        from .checkpointing import checkpointed_gradient
+        t0 = time.perf_counter()
+        with stop_annotating():
+            self.ev.set_initial(noisy)
+        m, g, self.sweep_info = checkpointed_gradient(self.ev, self._misfit_and_gradient(clean), self.checkpoints)
+        self.seconds["adjoint"] += time.perf_counter() - t0          # forward, recomputation and adjoint
+        return m, self.ev.mesh.comm.allreduce(g)
 
 
 def dataset_reduced_functional(model, pairs, refine=0):
@@ -284,9 +337,11 @@ class Checkpoint:
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
-          log=print, command=None):
+          modulation=0, checkpoints=None, log=print, command=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
-    :data:`MISFITS`, :data:`OBJECTIVES`.
+    :data:`MISFITS`, :data:`OBJECTIVES`; ``modulation``: RBF centres of the factor :math:`h_{11}(v)` of the
+    :math:`u`-diffusivity (0: none; see :func:`with_modulation`); ``checkpoints``: how gradients are computed
+    (:class:`DatasetLoss`; not a setting of the model: a run may resume with another value).
 
     ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
     and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
@@ -299,7 +354,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     ckpt = Checkpoint(out + ".checkpoint")
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
                     stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
-                    misfit=misfit, objective=objective)
+                    misfit=misfit, objective=objective, modulation=modulation)
     history, t_used = [], 0.0
     start, init_provenance = _initial_model(init) if init else (None, None)
     if resume:
@@ -314,8 +369,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         if os.path.exists(out):
             raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
+        model = with_modulation(model, modulation) if modulation else model
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
-    loss = DatasetLoss(model, pairs, refine=refine, misfit=misfit, objective=objective)
+    loss = DatasetLoss(model, pairs, refine=refine, misfit=misfit, objective=objective, checkpoints=checkpoints)
     x0, box = pack(model), bounds(model)
     x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
     J0 = loss.loss(x0)
@@ -393,6 +449,7 @@ def _projected_gradient(x, g, box):
 
 # ------------------------------------------------------------------------------------------- CLI
 def add_commands(sub):
+    from .cli import checkpoints_option
     s = sub.add_parser("train", help="learn a cross-diffusion model from (clean, noisy) pairs")
     s.add_argument("--out", required=True, help="model JSON to write (never overwritten)")
     s.add_argument("--images", nargs="+", help="bundled scikit-image names (default: all non-test images)")
@@ -409,6 +466,11 @@ def add_commands(sub):
                    help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
     s.add_argument("--objective", choices=OBJECTIVES, default="mse",
                    help="mse: mean squared error over the patches (default); psnr: mean PSNR")
+    s.add_argument("--modulation", type=int, default=0, metavar="N",
+                   help="multiply g11(|grad u|) by h11(v), N RBF centres, starting from h11 = 1 (default 0: none)")
+    s.add_argument("--checkpoints", type=checkpoints_option, default=None, metavar="{tape,all,K}",
+                   help="gradients by pyadjoint's tape (default), or by a reverse sweep keeping all states or only "
+                        "K snapshots (binomial checkpointing: bounded memory for long horizons; same gradients)")
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
     s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
     s.set_defaults(func=_cmd_train)
@@ -418,4 +480,5 @@ def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
+          modulation=args.modulation, checkpoints=args.checkpoints,
           command=args.command_line)

@@ -141,6 +141,9 @@ class Influence:
 class CrossDiffusionModel:
     """A cross-diffusion–reaction model: structure (influence functions) and per-stage parameters.
 
+    ``h11`` is an optional second factor of the :math:`u`-diffusivity, :math:`g_{11}(s)h_{11}(s')`: with
+    :math:`g_{11}(|\nabla u|)` and :math:`h_{11}(v)` the edge indicator :math:`v` modulates how the gradient
+    stops diffusion (both positive, so the product keeps the ellipticity floor; its parameter is ``w11h``/``k11h``).
     ``stages`` is a list of dictionaries with the :data:`COEFFICIENTS` and the influence parameters; stage
     ``k`` of ``K`` acts on the time steps ``n`` with ``n*K // steps == k``. ``time`` and ``steps`` are the
     model's default horizon and number of steps.
@@ -148,6 +151,7 @@ class CrossDiffusionModel:
     name: str
     g11: Influence = field(default_factory=Influence)
     g22: Influence = field(default_factory=Influence)
+    h11: Influence = field(default_factory=Influence)
     stages: list = field(default_factory=list)
     time: float = 1.0
     steps: int = 10
@@ -162,9 +166,14 @@ class CrossDiffusionModel:
 
     # -- parameters ------------------------------------------------------------------------------
     @property
+    def influences(self):
+        """``(key, influence)`` of every influence function: ``("11", g11), ("22", g22), ("11h", h11)``."""
+        return (("11", self.g11), ("22", self.g22), ("11h", self.h11))
+
+    @property
     def parameter_names(self):
         names = list(COEFFICIENTS)
-        for ij, g in (("11", self.g11), ("22", self.g22)):
+        for ij, g in self.influences:
             if g.parameter(ij):
                 names.append(g.parameter(ij))
         return names
@@ -180,7 +189,7 @@ class CrossDiffusionModel:
         for key, val in stage.items():
             if not np.all(np.isfinite(val)):
                 raise ModelError(f"model '{self.name}' stage {k}: parameter {key}={val} is not finite")
-        for ij, g in (("11", self.g11), ("22", self.g22)):
+        for ij, g in self.influences:
             name = g.parameter(ij)
             if g.kind == "rbf" and np.shape(stage[name]) != (g.centres,):
                 raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
@@ -211,16 +220,18 @@ class CrossDiffusionModel:
         return np.array([[p["d11"], c + p["beta"]], [c - p["beta"], p["d22"]]])
 
     # -- ellipticity ------------------------------------------------------------------------------
+    def _range_of(self, ij, g, p, samples):
+        smax = STATE_RANGE[g.variable]
+        s = np.linspace(-smax if g.variable == "v" else 0.0, smax, samples)
+        vals = g.evaluate(s, p.get(g.parameter(ij)) if g.parameter(ij) else None)
+        return vals.min(), vals.max()
+
     def influence_range(self, stage=0, samples=401):
-        """Minimum and maximum of :math:`g_{11}, g_{22}` over the state range :data:`STATE_RANGE`."""
+        """Bounds of :math:`g_{11}h_{11}` and :math:`g_{22}` over the state range :data:`STATE_RANGE` (for the
+        product, the products of its factors' bounds: both factors are positive)."""
         p = self.stages[stage]
-        lo, hi = np.inf, -np.inf
-        for ij, g in (("11", self.g11), ("22", self.g22)):
-            smax = STATE_RANGE[g.variable]
-            s = np.linspace(-smax if g.variable == "v" else 0.0, smax, samples)
-            vals = g.evaluate(s, p.get(g.parameter(ij)) if g.parameter(ij) else None)
-            lo, hi = min(lo, vals.min()), max(hi, vals.max())
-        return lo, hi
+        (lo11, hi11), (lo22, hi22), (loh, hih) = (self._range_of(ij, g, p, samples) for ij, g in self.influences)
+        return min(lo11 * loh, lo22), max(hi11 * hih, hi22)
 
     def certificate(self):
         r"""Ellipticity certificate :math:`\alpha = \min_{\text{stages}}\lambda_{\min}(M_s)\min_s g`.
@@ -246,7 +257,7 @@ class CrossDiffusionModel:
                 bad.append(f"rho={p['rho']:g} must satisfy |rho| < 1, i.e. (d12+d21)^2 < 4 d11 d22")
             if p["lam"] < 0 or p["mu"] < 0:
                 bad.append(f"lam={p['lam']:g} and mu={p['mu']:g} must be >= 0")
-            for ij, g in (("11", self.g11), ("22", self.g22)):
+            for ij, g in self.influences:
                 name = g.parameter(ij)
                 if g.kind in ("rational", "exponential") and p[name] <= 0:
                     bad.append(f"{name}={p[name]:g} must be > 0")
@@ -278,6 +289,7 @@ class CrossDiffusionModel:
         try:
             d["g11"] = Influence(**d.get("g11", {}))
             d["g22"] = Influence(**d.get("g22", {}))
+            d["h11"] = Influence(**d.get("h11", {}))
             model = cls(**d)
         except TypeError as e:
             raise ModelError(f"{where}: malformed model description ({e})") from None

@@ -57,6 +57,20 @@ class StepForms:
         for mine, theirs in ((self.w_old, w_old), (self.f, f), (self.P, P)):
             mine.dat.data_wo[...] = theirs.dat.data_ro
 
+    def adjoint_solve(self, rhs, stage):
+        r""":math:`A(w^n, P)^T\lambda = \bar w^{n+1}` (``rhs``) into :attr:`adj`, the placeholders loaded. By the
+        fast path's matrix if the forward used it (refilled for the step, solved transposed), else (or if that
+        solve did not converge) by Firedrake's assembly of :math:`A^T`."""
+        fast = self.ev._fast
+        if fast is not None:
+            numbers = self.ev.model.unpack_stage(self.P.dat.data_ro[0])
+            fast.assemble(self.w_old.dat.data_ro, stage, float(self.ev.dt.values()[0]), numbers)
+            with rhs.dat.vec_ro as b, self.adj.dat.vec_wo as x:
+                if fast.solve_transpose(b, x) > 0:
+                    return
+        self.adjoint_operator.assemble(tensor=self.A_T)
+        self.adjoint_solver.solve(self.adj, rhs)
+
 
 class SemiImplicitStepBlock(Block):
     """:math:`w^{n+1}` from the dependencies :math:`(w^n, f, P_k)`; adjoint as in the module docstring."""
@@ -80,22 +94,7 @@ class SemiImplicitStepBlock(Block):
         fm = self.forms
         fm.load(*inputs)
         fm.w_new.dat.data_wo[...] = self.get_outputs()[0].saved_output.dat.data_ro
-        if not self._fast_adjoint_solve(adj_inputs[0]):
-            fm.adjoint_operator.assemble(tensor=fm.A_T)
-            fm.adjoint_solver.solve(fm.adj, adj_inputs[0])
-
-    def _fast_adjoint_solve(self, rhs):
-        r""":math:`A^T\lambda = \bar w^{n+1}` with the fast path's matrix, if the forward used it; False otherwise
-        (or if the transposed solve did not converge: Firedrake's solver then does it)."""
-        fm = self.forms
-        fast = fm.ev._fast
-        if fast is None:
-            return False
-        model = fm.ev.model
-        stage = model.unpack_stage(fm.P.dat.data_ro[0])
-        fast.assemble(fm.w_old.dat.data_ro, self.stage, float(fm.ev.dt.values()[0]), stage)
-        with rhs.dat.vec_ro as b, fm.adj.dat.vec_wo as x:
-            return fast.solve_transpose(b, x) > 0
+        fm.adjoint_solve(adj_inputs[0], self.stage)
 
     def evaluate_adj_component(self, inputs, adj_inputs, block_variable, idx, prepared=None):
         return self.forms.minus_dF[idx].assemble()

@@ -251,7 +251,7 @@ _CACHE = {}
 
 def _evolution_for(shape, model, refine, scheme, time, steps, solver_parameters):
     """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon)."""
-    key = (tuple(shape), refine, scheme, model.name, model.g11, model.g22, len(model.stages), time, steps,
+    key = (tuple(shape), refine, scheme, model.name, model.g11, model.g22, model.h11, len(model.stages), time, steps,
            repr(sorted((solver_parameters or {}).items())))
     ev = _CACHE.get(key)
     if ev is None:

@@ -53,8 +53,8 @@ def test_discrete_gradient_agrees_with_dataset_loss(model, pair):
     assert relative_gap(g0, g) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["learned-v", "learned", "nonlinear-cross", "perona-malik", "nonlinear-complex",
-                                  "heat"])
+@pytest.mark.parametrize("name", ["learned-v", "learned", "learned-modulated", "nonlinear-cross", "perona-malik",
+                                  "nonlinear-complex", "heat"])
 def test_hand_written_D_is_the_model_D(name, pair):
     """Coefficients.D (used by the adjoint) equals DiscreteModel.D (used by the state) pointwise."""
     from fem_crossdiff.images import image_mesh, image_to_function, pixel_space
@@ -70,6 +70,23 @@ def test_hand_written_D_is_the_model_D(name, pair):
         diff = Coefficients(dm, W, k).D - dm.D(W, k)
         assert fd.assemble(ufl.inner(diff, diff) * fd.dx) < 1e-20
         assert fd.assemble(ufl.inner(dm.D(W, k), dm.D(W, k)) * fd.dx) > 1.0
+
+
+def test_modulated_model_gradients_discrete_matches_differences_continuous_is_close(pair):
+    """With the factor h11(v): pyadjoint's gradient equals finite differences; the continuous adjoint's gap to
+    it, the w11h entries alone included, shrinks at first order in tau."""
+    model = study_model("learned-modulated", centres=3)
+    gp = GradientProblem(model, *pair, steps=4)
+    _, gd = gp.discrete_gradient()
+    gf = gp.fd_gradient(eps=1e-6)
+    assert relative_gap(gf, gd) < 1e-5, (gd, gf)
+    h = [i for i, n in enumerate(n for st in model.stages for n in model.parameter_names
+                                 for _ in range(np.size(st[n]))) if n == "w11h"]
+    assert len(h) == 6 and np.abs(gd[h]).max() > 1e-3 * np.abs(gd).max()
+    levels = _gaps(model, pair, [(0, 8), (0, 16), (0, 32)])
+    for sel in (slice(None), h):
+        gaps = np.array([relative_gap(gc[sel], gd[sel]) for gd, gc, _ in levels])
+        assert abs(eoc(gaps)[-1] - 1) < 0.15, (sel, gaps)
 
 
 def test_module_functions_share_the_pack_layout(model, pair):

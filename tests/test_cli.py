@@ -91,12 +91,12 @@ def test_bench_prints_a_table(capsys):
 
 
 def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
-    assert main(["bench", "--gradient", "--sizes", "16", "--repeats", "1"]) == 0
+    assert main(["bench", "--gradient", "--sizes", "16", "--repeats", "1", "--checkpoints", "tape", "2"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("16²")]
-    assert [r[1] for r in rows] == ["plain", "schedule"]
+    assert [r[1] for r in rows] == ["tape", "sweep:2"]
     for r in rows:
         fast, ufl, taped, adjoint, peak = map(float, (r[2], r[3], r[4], r[5], r[-1]))
-        assert min(fast, ufl, taped, adjoint) > 0
+        assert min(fast, ufl, adjoint) > 0 and (taped > 0) == (r[1] == "tape")
         assert np.isclose(float(r[6]), (taped + adjoint) / ufl, rtol=0.1, atol=0.06)  # times printed to 1 ms
         assert 50 < peak < 24 * 1024                  # MiB of one Firedrake process, not KiB or bytes
 
@@ -104,12 +104,17 @@ def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
 def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
     model = str(tmp_path / "m.json")
     assert main(["train", "--out", model, "--images", "brick", "--patch", "16", "--per-image", "1",
-                 "--stages", "1", "--steps", "3", "--centres", "3", "--maxiter", "2"]) == 0
+                 "--stages", "1", "--steps", "3", "--centres", "3", "--maxiter", "2", "--modulation", "3",
+                 "--checkpoints", "2"]) == 0
     saved = json.loads(Path(model).read_text())
+    assert saved["h11"]["centres"] == 3 and saved["provenance"]["settings"]["modulation"] == 3
     assert saved["provenance"]["command"].startswith("fem-crossdiff train --out")
     assert saved["provenance"]["final_loss"] <= saved["provenance"]["initial_loss"]
     assert 50 < saved["provenance"]["peak_memory_mb_per_rank"] < 24 * 1024
     assert "peak" in capsys.readouterr().out                       # the progress line reports memory
+    with pytest.raises(SystemExit, match="2"):                                     # argparse refuses
+        main(["train", "--out", str(tmp_path / "x.json"), "--checkpoints", "0"])
+    assert "number of snapshots" in capsys.readouterr().err
     assert main(["train", "--out", model, "--images", "brick"]) == 2  # never overwrites
     assert "exists" in capsys.readouterr().err
     assert main(["evaluate", "--model", model, "--sigma", "25", "--size", "24", "--no-baselines",

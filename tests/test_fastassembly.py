@@ -54,8 +54,16 @@ def _gradient_rbf():
                                             w11=[0.1, 0.5, 0.2, 0.3], k22=0.05)])
 
 
+def _modulated():
+    """The learned template with the factor h11(v) of the u-diffusivity, its weights nonzero."""
+    from fem_crossdiff.learning import with_modulation
+    model = with_modulation(_learned(), 5)
+    return model.with_stages([dict(st, w11h=[0.3 * (k + 1), 0.0, 1.0, 0.2, 0.5])
+                              for k, st in enumerate(model.stages)])
+
+
 MODEL_CASES = {**{name: (lambda name=name: make_model(name)) for name in MODELS},
-               "learned": _learned, "rbf-v": _rbf_v, "rbf-v-equal": lambda: _rbf_v(equal=True),
+               "learned": _learned, "modulated": _modulated, "rbf-v": _rbf_v, "rbf-v-equal": lambda: _rbf_v(equal=True),
                "unequal": _unequal_rates, "grad-rbf": _gradient_rbf}
 
 
@@ -227,3 +235,4 @@ def test_equal_influences_with_equal_parameters_need_one_field():
     assert fields(make_model("nonlinear-complex")) == ("g11",)
     assert fields(make_model("perona-malik")) == ("g11", "off")
     assert fields(make_model("heat")) == ()
+

@@ -28,7 +28,7 @@ def test_refined_mesh_holds_the_bilinear_interpolant(rng, refine):
     # pixel centres are vertices of the refined mesh: the pixels come back exactly
     assert np.array_equal(function_to_image(f), img)
     # between pixel centres the field is bilinear: the midpoint of a pixel gap is the mean of its 4 corners
-    val = f.at([2.5, 3.5])  # x=col 2.5, y=3.5 -> rows 1.5 from the top (H-1-y = 1.5)
+    val = fd.PointEvaluator(V.mesh(), [[2.5, 3.5]]).evaluate(f)[0]  # x=col 2.5, y=3.5: rows 1.5 from the top
     expect = img[1:3, 2:4].mean()
     assert abs(val - expect) < 1e-12
     # the integral agrees with the pixel-mesh field (the bilinear interpolant is the same function)
