@@ -32,8 +32,8 @@ import numpy as np
 from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
 __all__ = ["BOUNDS", "MISFITS", "OBJECTIVES", "learned_template", "training_pairs", "DatasetLoss",
-           "dataset_reduced_functional", "train", "with_modulation", "pack", "unpack", "bounds", "add_commands",
-           "peak_memory_mb"]
+           "MultiResolutionLoss", "dataset_reduced_functional", "train", "with_modulation", "pack", "unpack",
+           "bounds", "add_commands", "peak_memory_mb"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
@@ -275,6 +275,29 @@ class DatasetLoss:
         return m, self.ev.mesh.comm.allreduce(g)
 
 
+class MultiResolutionLoss:
+    r""":math:`J = \frac1L\sum_r J_r`: the mean of :class:`DatasetLoss`\ es of the same pairs on the image mesh
+    refined :math:`r` times, one per level (the image as its bilinear interpolant). A model trained on several
+    levels must denoise on each: it cannot lean on the pixel grid (resolution independence)."""
+
+    def __init__(self, losses):
+        self.losses = list(losses)
+
+    @property
+    def evaluations(self):
+        return self.losses[0].evaluations
+
+    def psnr(self, J):
+        return self.losses[0].psnr(J)
+
+    def loss(self, x):
+        return float(np.mean([one.loss(x) for one in self.losses]))
+
+    def loss_and_gradient(self, x):
+        parts = [one.loss_and_gradient(x) for one in self.losses]
+        return float(np.mean([J for J, _ in parts])), np.mean([g for _, g in parts], axis=0)
+
+
 def dataset_reduced_functional(model, pairs, refine=0):
     """pyadjoint ``ReducedFunctional`` of :math:`J` over all ``pairs`` on one tape (controls: one per stage).
 
@@ -337,11 +360,15 @@ class Checkpoint:
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
-          modulation=0, checkpoints=None, log=print, command=None):
+          modulation=15, checkpoints=None, log=print, command=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`MISFITS`, :data:`OBJECTIVES`; ``modulation``: RBF centres of the factor :math:`h_{11}(v)` of the
-    :math:`u`-diffusivity (0: none; see :func:`with_modulation`); ``checkpoints``: how gradients are computed
-    (:class:`DatasetLoss`; not a setting of the model: a run may resume with another value).
+    :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that has one keeps it);
+    ``checkpoints``: how gradients are computed (:class:`DatasetLoss`; not a setting of the model: a run may
+    resume with another value).
+
+    ``refine``: train on the image mesh refined this many times, or on several levels at once (a list: the
+    mean loss, :class:`MultiResolutionLoss`).
 
     ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
     and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
@@ -352,6 +379,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if not out.endswith(".json"):
         raise ValueError(f"--out {out}: the model file must end in .json")
     ckpt = Checkpoint(out + ".checkpoint")
+    refine = refine[0] if np.ndim(refine) and len(refine) == 1 else refine      # [0] is the plain pixel mesh
+    if np.ndim(refine) and (not all(int(r) == r and r >= 0 for r in refine) or len(set(refine)) != len(refine)):
+        raise ValueError(f"--refine {refine}: expected distinct refinement levels >= 0")
+    refine = [int(r) for r in refine] if np.ndim(refine) else int(refine)
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
                     stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
                     misfit=misfit, objective=objective, modulation=modulation)
@@ -371,7 +402,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
         model = with_modulation(model, modulation) if modulation else model
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
-    loss = DatasetLoss(model, pairs, refine=refine, misfit=misfit, objective=objective, checkpoints=checkpoints)
+    levels = [refine] if np.ndim(refine) == 0 else list(refine)
+    losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
+              for r in levels]
+    loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
     x0, box = pack(model), bounds(model)
     x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
     J0 = loss.loss(x0)
@@ -466,8 +500,12 @@ def add_commands(sub):
                    help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
     s.add_argument("--objective", choices=OBJECTIVES, default="mse",
                    help="mse: mean squared error over the patches (default); psnr: mean PSNR")
-    s.add_argument("--modulation", type=int, default=0, metavar="N",
-                   help="multiply g11(|grad u|) by h11(v), N RBF centres, starting from h11 = 1 (default 0: none)")
+    s.add_argument("--modulation", type=int, default=15, metavar="N",
+                   help="multiply g11(|grad u|) by h11(v) with N RBF centres, starting from h11 = 1 (default 15; "
+                        "0: none; a model given to --init keeps its own h11)")
+    s.add_argument("--refine", type=int, nargs="+", default=[0], metavar="R",
+                   help="mesh refinement level(s) to train on (default 0, the pixel mesh; e.g. 0 1: the mean loss "
+                        "on the pixel mesh and on the mesh refined once, for resolution-consistent models)")
     s.add_argument("--checkpoints", type=checkpoints_option, default=None, metavar="{tape,all,K}",
                    help="gradients by pyadjoint's tape (default), or by a reverse sweep keeping all states or only "
                         "K snapshots (binomial checkpointing: bounded memory for long horizons; same gradients)")
@@ -480,5 +518,5 @@ def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
-          modulation=args.modulation, checkpoints=args.checkpoints,
+          modulation=args.modulation, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line)

@@ -180,6 +180,24 @@ def test_reverse_sweep_passes_a_taylor_test_and_refuses_bad_checkpoint_counts(ti
             DatasetLoss(model, pairs, checkpoints=bad)
 
 
+def test_multiresolution_loss_averages_the_levels_with_an_exact_gradient(tiny):
+    """Training on the pixel mesh and the mesh refined once: J is the mean of the levels' losses (which
+    differ: the refined evolution is another discretisation), and its gradient passes a Taylor test."""
+    from fem_crossdiff.learning import MultiResolutionLoss
+    model, pairs = tiny
+    x = pack(model)
+    levels = [DatasetLoss(model, pairs, refine=r) for r in (0, 1)]
+    loss = MultiResolutionLoss(levels)
+    J, g = loss.loss_and_gradient(x)
+    J0, J1 = (one.loss(x) for one in levels)
+    assert np.isclose(J, (J0 + J1) / 2, rtol=1e-12) and abs(J0 - J1) > 1e-3 * J0
+    direction = np.random.default_rng(6).uniform(0.5, 1.0, x.size)
+    r = _remainders(loss.loss, g, x, direction)
+    assert np.all(np.log2(r[:-1] / r[1:]) > 1.9), r
+    with pytest.raises(ValueError, match="distinct refinement levels"):
+        train("x.json", refine=[0, 0], log=lambda *a, **k: None)
+
+
 def test_every_point_inside_the_bounds_is_elliptic(tiny):
     model, _ = tiny
     box = np.array(bounds(model))
