@@ -618,14 +618,19 @@ class FastSemiImplicitSolver:
         """:math:`A^T x = b` for the matrix last assembled (PETSc vectors); returns the KSP's converged reason.
 
         GMRES + ILU(0) applied transposed, to the forward solver's tolerances (the adjoint of a step,
-        :mod:`fem_crossdiff.taping`)."""
+        :mod:`fem_crossdiff.taping`); a direct forward solve (``preonly``, e.g. LU) gets its transposed twin,
+        or the adjoint would carry GMRES's default tolerance into gradients meant to be exact."""
         if self._ksp_transpose is None:
             ksp = self._ksp_transpose = PETSc.KSP().create(comm=self.comm)
             ksp.setOperators(self.A)
-            ksp.setType("gmres")
-            ksp.getPC().setType("ilu")
-            rtol, atol, _, max_it = self.ksp.getTolerances()
-            ksp.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
+            if self.ksp.getType() == "preonly":
+                ksp.setType("preonly")
+                ksp.getPC().setType(self.ksp.getPC().getType())
+            else:
+                ksp.setType("gmres")
+                ksp.getPC().setType("ilu")
+                rtol, atol, _, max_it = self.ksp.getTolerances()
+                ksp.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
         self._ksp_transpose.solveTranspose(b, x)
         return self._ksp_transpose.getConvergedReason()
 

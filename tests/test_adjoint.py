@@ -34,9 +34,10 @@ def _gaps(model, pair, levels, **kw):
 def test_pyadjoint_gradient_matches_finite_differences(model, pair):
     gp = GradientProblem(model, *pair, steps=4)
     J, gd = gp.discrete_gradient()
-    gf = gp.fd_gradient(eps=1e-6)
+    gf = gp.fd_gradient(eps=1e-5)
     assert gd.shape == pack(model).shape
-    assert relative_gap(gf, gd) < 1e-5, (gd, gf)
+    # to FD's error: the adjoint's transposed solves are direct too (with GMRES's default tolerance: 1.6e-6)
+    assert relative_gap(gf, gd) < 1e-8, (gd, gf)
     big = np.abs(gd) > 1e-3 * np.abs(gd).max()
     np.testing.assert_allclose(gf[big], gd[big], rtol=1e-4)
     assert np.isclose(J, gp.loss())
