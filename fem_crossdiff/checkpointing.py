@@ -38,6 +38,9 @@ class _Sweep:
         from .taping import StepForms
         from firedrake.adjoint import stop_annotating
         self.ev, self.misfit_gradient = ev, misfit_gradient
+        if not ev._step_block:
+            raise ValueError(f"checkpointed gradients need the semi-implicit scheme without a source term "
+                             f"(got scheme '{ev.scheme}'); use checkpoints=None (pyadjoint's tape)")
         if ev._step_forms is None:
             with stop_annotating():
                 ev._step_forms = StepForms(ev)

@@ -178,6 +178,8 @@ def test_reverse_sweep_passes_a_taylor_test_and_refuses_bad_checkpoint_counts(ti
     for bad in (0, -1, 2.5, "some", True):
         with pytest.raises(ValueError, match="checkpoints must be"):
             DatasetLoss(model, pairs, checkpoints=bad)
+    with pytest.raises(ValueError, match="semi-implicit scheme"):
+        DatasetLoss(model, pairs, checkpoints=2, scheme="implicit").loss_and_gradient(x)
 
 
 def test_multiresolution_loss_averages_the_levels_with_an_exact_gradient(tiny):
