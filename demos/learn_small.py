@@ -48,7 +48,7 @@ print(f"trained in {time.perf_counter() - t0:.0f} s; ellipticity certificate {mo
 
 # %%
 start = learned_template(stages=2, time=2.0, steps=8)
-fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+fig, axes = plt.subplots(1, 5, figsize=(21, 3.6))
 axes[0].semilogy([model.provenance["initial_loss"]] + [h["loss"] for h in history], "o-")
 axes[0].set(title="training loss J", xlabel="L-BFGS-B iteration")
 s_grad = np.linspace(0, model.g11.span * 1.2, 300)
@@ -60,9 +60,15 @@ axes[1].plot(s_grad, start.g11.evaluate(s_grad, start.stages[0]["w11"]), "k--", 
 axes[2].plot(s_v, start.g22.evaluate(s_v, start.stages[0]["w22"]), "k--", label="initial")
 axes[1].set(title=r"$g_{11}(|\nabla u|)$", xlabel=r"$|\nabla u|$ per pixel")
 axes[2].set(title=r"$g_{22}(v)$", xlabel="v")
+if model.h11.kind != "one":                    # the edge indicator's factor of the u-diffusivity (starts at 1)
+    for k, stage in enumerate(model.stages):
+        axes[4].plot(s_v, model.h11.evaluate(s_v, stage["w11h"]), label=f"stage {k}")
+axes[4].axhline(1.0, color="k", ls="--", label="initial")
+axes[4].set(title=r"$h_{11}(v)$: $D_{11} = d_{11}g_{11}h_{11}$", xlabel="v")
 for k, stage in enumerate(model.stages):
     M = model.matrix(k)
-    g11 = model.g11.evaluate(s_grad, stage["w11"])
+    h11 = model.h11.evaluate(0.0, stage["w11h"]) if model.h11.kind != "one" else 1.0
+    g11 = model.g11.evaluate(s_grad, stage["w11"]) * h11
     g22 = model.g22.evaluate(np.zeros_like(s_grad), stage["w22"])
     lam_min = [np.linalg.eigvalsh(0.5 * ((G := np.diag(np.sqrt([a, b]))) @ M @ G + (G @ M @ G).T)).min()
                for a, b in zip(g11, g22)]
