@@ -73,13 +73,15 @@ class Coefficients:
 
     def _influence(self, ij, p):
         """:math:`g_{11}h_{11}` or :math:`g_{22}`: a product of :meth:`_factor`\\ s."""
-        if ij == "11" and self.dm.model.h11.kind != "one":
-            return self._factor("11", p) * self._factor("11h", p)
-        return self._factor(ij, p)
+        out = self._factor(ij, p)
+        for key in self.dm.model.factors(ij)[1:]:
+            if self.dm.model.influence(key).kind != "one":
+                out = out * self._factor(key, p)
+        return out
 
     def _factor(self, ij, p):
         """:math:`g(s; q)`, ``s`` the variable :math:`v` or :math:`a=\\nabla u`, ``q`` a variable too."""
-        infl = getattr(self.dm.model, ("h" if ij.endswith("h") else "g") + ij[:2])
+        infl = self.dm.model.influence(ij)
         name = infl.parameter(ij)
         if name is None:
             return ufl.as_ufl(1.0)

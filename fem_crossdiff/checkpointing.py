@@ -17,17 +17,25 @@ import numpy as np
 from checkpoint_schedules import (Copy, EndForward, EndReverse, Forward, Move, MultistageCheckpointSchedule,
                                   Reverse, StorageType)
 
-__all__ = ["schedule", "checkpointed_gradient"]
+__all__ = ["check_checkpoints", "schedule", "checkpointed_gradient"]
+
+
+def check_checkpoints(checkpoints):
+    """Raise ValueError unless ``checkpoints`` is None (pyadjoint's tape), ``"all"`` or an integer >= 1."""
+    if not (checkpoints is None or checkpoints == "all"
+            or (isinstance(checkpoints, int) and not isinstance(checkpoints, bool) and checkpoints >= 1)):
+        raise ValueError(f"checkpoints must be None, 'all' or an integer >= 1, got {checkpoints!r}")
 
 
 def schedule(steps, checkpoints):
     """The actions for ``steps`` steps: ``checkpoints="all"`` keeps every state (no recomputation); an integer
     :math:`K \\ge 1` keeps at most :math:`K` snapshots (binomial schedule, :math:`K \\ge` ``steps`` keeps all)."""
-    if checkpoints == "all" or (isinstance(checkpoints, int) and checkpoints >= steps):
+    check_checkpoints(checkpoints)
+    if checkpoints is None:
+        raise ValueError("checkpoints=None means pyadjoint's tape, not a schedule")
+    if checkpoints == "all" or checkpoints >= steps:
         return [Forward(0, steps, False, True, StorageType.WORK), EndForward(), Reverse(steps, 0, True),
                 EndReverse()]
-    if not (isinstance(checkpoints, int) and not isinstance(checkpoints, bool) and checkpoints >= 1):
-        raise ValueError(f"checkpoints must be 'all' or an integer >= 1, got {checkpoints!r}")
     return MultistageCheckpointSchedule(steps, checkpoints, 0)
 
 

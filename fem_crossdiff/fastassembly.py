@@ -373,7 +373,7 @@ class SemiImplicitAssembler:
     def __init__(self, discrete, q1, compiled=True):
         self.discrete, self.q1 = discrete, q1
         self.model = discrete.model
-        self.g = {"11": self.model.g11, "22": self.model.g22, "11h": self.model.h11}
+        self.g = dict(self.model.influences)
         self.modes = [off_diagonal_mode(self.model, k) for k in range(len(discrete.params))]
         self._K = {}
         self.gather = CompiledGather.create(q1) if compiled else None
@@ -390,8 +390,9 @@ class SemiImplicitAssembler:
     def influence(self, which, stage, v, grad2):
         """:math:`g_{11}h_{11}` or :math:`g_{22}` at the Gauss points (as :meth:`DiscreteModel.influence`)."""
         out = self._factor(which, stage, v, grad2)
-        if which == "11" and self.g["11h"].kind != "one":
-            out = self._factor("11h", stage, v, grad2) * out
+        for key in self.model.factors(which)[1:]:
+            if self.g[key].kind != "one":
+                out = self._factor(key, stage, v, grad2) * out
         return out
 
     def _factor(self, which, stage, v, grad2):
@@ -407,7 +408,7 @@ class SemiImplicitAssembler:
 
     def fields(self, lay, stage, w):
         """The fields ``lay.var`` at the Gauss points for the state ``w`` (nodes, 2), each (cells, 4)."""
-        needed = [self.g[ij] for ij in ("11", "11h", "22") if f"g{ij[:2]}" in lay.var]
+        needed = [self.g[key] for ij in ("11", "22") if f"g{ij}" in lay.var for key in self.model.factors(ij)]
         v = self.q1.gauss_v(w) if any(g.variable == "v" for g in needed) else None
         grad2 = self.q1.gauss_grad2(w) if any(g.variable == "grad_u" for g in needed) else None
         out = {name: self.influence(name[1:], stage, v, grad2) for name in lay.var if name != "off"}

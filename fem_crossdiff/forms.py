@@ -10,6 +10,9 @@ Firedrake does not support test functions on a vector-valued "R" space, which th
 .. math:: (\partial_t w, \varphi) + (D(w)\nabla w, \nabla\varphi) - (R(w, f), \varphi) = 0
           \quad\forall \varphi\in (Q_1)^2 .
 """
+import functools
+import operator
+
 import numpy as np
 import ufl
 import firedrake as fd
@@ -66,12 +69,11 @@ class DiscreteModel:
         """:math:`g_{11}h_{11}` or :math:`g_{22}` at the state ``w`` for stage ``k`` as UFL (``which`` is "11"
         or "22"), None if constant 1; ``params`` (as :attr:`params` ``[k]``) replaces the stage's own parameters."""
         p = self.params[k] if params is None else params
-        factors = [self._factor(ij, w, p) for ij in ((which, which + "h") if which == "11" else (which,))]
-        factors = [g for g in factors if g is not None]
-        return factors[0] * factors[1] if len(factors) == 2 else (factors[0] if factors else None)
+        factors = [g for g in (self._factor(ij, w, p) for ij in self.model.factors(which)) if g is not None]
+        return functools.reduce(operator.mul, factors) if factors else None
 
     def _factor(self, ij, w, p):
-        g = getattr(self.model, ("h" if ij.endswith("h") else "g") + ij[:2])
+        g = self.model.influence(ij)
         if g.kind == "one":
             return None
         par = p[g.parameter(ij)]

@@ -177,18 +177,20 @@ class DatasetLoss:
         self.misfit_dx = fd.dx(domain=mesh, scheme="KMV", degree=1) if misfit == "pixels" else fd.dx(domain=mesh)
         self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
                      for i in self.mine]
-        if not (checkpoints is None or checkpoints == "all"
-                or (isinstance(checkpoints, int) and not isinstance(checkpoints, bool) and checkpoints >= 1)):
-            raise ValueError(f"checkpoints must be None, 'all' or an integer >= 1, got {checkpoints!r}")
+        from .checkpointing import check_checkpoints
+        check_checkpoints(checkpoints)
         self.checkpoints = checkpoints
         self._misfit_assemblers = None
         self.sweep_info = {}
         self.evaluations = 0
         self.seconds = {"taped forward": 0.0, "adjoint": 0.0}   # this rank's time in loss_and_gradient
 
+    def _misfit_form(self, clean):
+        return (self.ev.w[0] - clean) ** 2 / self.area * self.misfit_dx
+
     def _misfit(self, clean):
         import firedrake as fd
-        return fd.assemble((self.ev.w[0] - clean) ** 2 * self.misfit_dx) / self.area
+        return fd.assemble(self._misfit_form(clean))
 
     def _term(self, m):
         """An image's contribution to :math:`nJ` and the factor :math:`dJ_i/dm_i` of its misfit gradient."""
@@ -225,7 +227,7 @@ class DatasetLoss:
         from firedrake.assemble import get_assembler
         if self._misfit_assemblers is None:
             ph = fd.Function(self.ev.V)
-            form = (self.ev.w[0] - ph) ** 2 / self.area * self.misfit_dx
+            form = self._misfit_form(ph)
             self._misfit_assemblers = (ph, get_assembler(form), get_assembler(fd.derivative(form, self.ev.w)))
         ph, value, derivative = self._misfit_assemblers
         ph.dat.data_wo[...] = clean.dat.data_ro
@@ -379,10 +381,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if not out.endswith(".json"):
         raise ValueError(f"--out {out}: the model file must end in .json")
     ckpt = Checkpoint(out + ".checkpoint")
-    refine = refine[0] if np.ndim(refine) and len(refine) == 1 else refine      # [0] is the plain pixel mesh
-    if np.ndim(refine) and (not all(int(r) == r and r >= 0 for r in refine) or len(set(refine)) != len(refine)):
+    levels = list(np.atleast_1d(refine))
+    if not all(int(r) == r and r >= 0 for r in levels) or len(set(levels)) != len(levels):
         raise ValueError(f"--refine {refine}: expected distinct refinement levels >= 0")
-    refine = [int(r) for r in refine] if np.ndim(refine) else int(refine)
+    levels = [int(r) for r in levels]
+    refine = levels[0] if len(levels) == 1 else levels          # as recorded in the settings: [0] is plain 0
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
                     stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
                     misfit=misfit, objective=objective, modulation=modulation)
@@ -402,7 +405,6 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
         model = with_modulation(model, modulation) if modulation else model
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
-    levels = [refine] if np.ndim(refine) == 0 else list(refine)
     losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
               for r in levels]
     loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)

@@ -170,6 +170,15 @@ class CrossDiffusionModel:
         """``(key, influence)`` of every influence function: ``("11", g11), ("22", g22), ("11h", h11)``."""
         return (("11", self.g11), ("22", self.g22), ("11h", self.h11))
 
+    def influence(self, key):
+        """The influence function ``g11``, ``g22`` or ``h11`` for the key ``"11"``, ``"22"`` or ``"11h"``."""
+        return dict(self.influences)[key]
+
+    @staticmethod
+    def factors(which):
+        """Keys of the influence functions whose product is the diagonal coefficient ``which`` ("11" or "22")."""
+        return ("11", "11h") if which == "11" else (which,)
+
     @property
     def parameter_names(self):
         names = list(COEFFICIENTS)

@@ -78,7 +78,7 @@ def study_model(name="learned-v", centres=5, time=2.0, steps=8):
       (:func:`~fem_crossdiff.learning.with_modulation`, weights nonzero);
     * ``"nonlinear-cross"``: Araújo et al.'s model with reaction, one stage.
     """
-    from .learning import FLOOR, fit_rbf, learned_template, with_modulation
+    from .learning import FLOOR, fit_rbf, learned_template
     from .models import CrossDiffusionModel, Influence, make_model
     if name == "nonlinear-cross":
         return make_model("nonlinear-cross", d11=1.0, d12=-0.2, d21=0.3, d22=0.6, k=0.05, lam=0.1, mu=0.2,

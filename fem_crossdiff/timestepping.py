@@ -147,19 +147,17 @@ class Evolution:
         self.f.assign(f)
         self.w_old.interpolate(ufl.as_vector([self.f, 0.0 if v0 is None else v0]))
 
-    def run(self, f=None, callback=None, timestepper=None):
+    def run(self, f=None, callback=None):
         """Evolve from ``f`` (a Function, or ``None`` to reuse ``self.f``); return ``self.w`` at the final time.
 
-        ``callback(n, steps)`` is called after every step. ``timestepper`` wraps the step loop (pyadjoint's
-        ``tape.timestepper`` marks time steps for checkpointed adjoints).
+        ``callback(n, steps)`` is called after every step.
         """
         if f is not None:
             self.set_initial(f)
         else:
             self.w_old.interpolate(ufl.as_vector([self.f, 0.0]))
         self.t.assign(0.0)
-        steps = iter(range(self.steps))
-        for n in (timestepper(steps) if timestepper else steps):
+        for n in range(self.steps):
             self.step(n)
             if callback is not None:
                 callback(n + 1, self.steps)
