@@ -377,6 +377,7 @@ class SemiImplicitAssembler:
         self.modes = [off_diagonal_mode(self.model, k) for k in range(len(discrete.params))]
         self._K = {}
         self.gather = CompiledGather.create(q1) if compiled else None
+        self.last_fields = None
 
     def _field_buffer(self, lay):
         """(fields, nnz) scalar CSR values, one row per field; the constant fields (unit stiffness, mass) once."""
@@ -429,11 +430,17 @@ class SemiImplicitAssembler:
         C[lay.names.index("mass"), BLOCK[1, 1]] += 1 + tau * stage["mu"]
         return C
 
-    def fill(self, values, w, k, tau, stage=None):
-        """Write the (nnz, 4) block values (columns as :data:`BLOCK`) of :math:`A(w)`, stage ``k``, into ``values``."""
+    def fill(self, values, w, k, tau, stage=None, transpose=False, fields=None):
+        r"""Write the (nnz, 4) block values (columns as :data:`BLOCK`) of :math:`A(w)`, stage ``k``, into ``values``;
+        with ``transpose``, of :math:`A^T`: every scalar field matrix :math:`\mathcal K_\kappa`, :math:`\mathcal M`
+        is symmetric, so :math:`A^T` has the same fields with each 2×2 block of :math:`C` transposed. ``fields``:
+        the Gauss-point fields of this ``w`` and stage if known (:attr:`last_fields` of an earlier fill)."""
         stage = self.discrete.get_stages()[k] if stage is None else stage
         lay = layout(self.modes[k], self.model, stage)
-        fields, C = self.fields(lay, stage, w), self.combination(lay, stage, tau)
+        fields = self.fields(lay, stage, w) if fields is None else fields
+        self.last_fields, C = fields, self.combination(lay, stage, tau)
+        if transpose:
+            C[:, [BLOCK[0, 1], BLOCK[1, 0]]] = C[:, [BLOCK[1, 0], BLOCK[0, 1]]]
         if self.gather is not None and self.gather(values, fields, lay.const, C) is not None:
             return values
         K = self._field_buffer(lay)
@@ -482,21 +489,26 @@ void fem_crossdiff_gather(int32_t nnz, const int32_t *ptr, const int32_t *idx, c
 """
 
 
-@functools.lru_cache(maxsize=None)
-def gather_kernel(nvar, nconst):
-    """The compiled :data:`GATHER_KERNEL` for ``nvar`` variable and ``nconst`` constant fields (a ctypes
-    function), or None if it cannot be built here."""
+def compile_c(code, symbol, argtypes):
+    """The C function ``symbol`` of ``code`` compiled by PyOP2's compiler (cached on disk) as a ctypes function
+    with ``argtypes``, or None if it cannot be built here (no compiler, or PyOP2 changed)."""
     from mpi4py import MPI
     try:
         from pyop2.compilation import load
-        code = f"#define NVAR {int(nvar)}\n#define NCONST {int(nconst)}\n" + GATHER_KERNEL
-        fn = load(code, "c", comm=MPI.COMM_SELF).fem_crossdiff_gather
-    except Exception:                            # no compiler, or PyOP2 changed: the numpy products remain
+        fn = getattr(load(code, "c", comm=MPI.COMM_SELF), symbol)
+    except Exception:                            # the callers keep a slower path for this case
         return None
-    dp, ip = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int32)
-    fn.argtypes = [ctypes.c_int32, ip, ip, dp, ctypes.c_int64, dp, dp, dp, dp]
-    fn.restype = None
+    fn.argtypes, fn.restype = argtypes, None
     return fn
+
+
+@functools.lru_cache(maxsize=None)
+def gather_kernel(nvar, nconst):
+    """The compiled :data:`GATHER_KERNEL` for ``nvar`` variable and ``nconst`` constant fields (a ctypes
+    function), or None if it cannot be built here (the numpy products remain)."""
+    dp, ip = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int32)
+    code = f"#define NVAR {int(nvar)}\n#define NCONST {int(nconst)}\n" + GATHER_KERNEL
+    return compile_c(code, "fem_crossdiff_gather", [ctypes.c_int32, ip, ip, dp, ctypes.c_int64, dp, dp, dp, dp])
 
 
 def _ptr(a, ctype=ctypes.c_double):
@@ -561,7 +573,7 @@ class FastSemiImplicitSolver:
         self.linear = discrete.is_linear()
         self._key = None
         self.ksp = self._make_ksp(solver_parameters or {}, prefix)
-        self._ksp_transpose = None
+        self.transposed_solves = 0
         self.r, self.delta, self.x = self.A.createVecLeft(), self.A.createVecRight(), self.A.createVecRight()
         self.mass2 = PETSc.Mat().createAIJ((2 * self.q1.nnodes,) * 2, bsize=2, comm=self.comm,
                                            csr=_interleaved_csr(self.q1, self.q1.mass))   # M ⊗ I
@@ -584,11 +596,12 @@ class FastSemiImplicitSolver:
                 opts.delValue(prefix + key)
         return ksp
 
-    def assemble(self, w, k, tau, stage=None):
-        """Fill :math:`A` for the state ``w`` (nodes, 2), stage ``k`` and step ``tau``; return the PETSc matrix."""
+    def assemble(self, w, k, tau, stage=None, transpose=False, fields=None):
+        """Fill :math:`A` (or :math:`A^T`) for the state ``w`` (nodes, 2), stage ``k`` and step ``tau`` (from the
+        Gauss-point ``fields`` if given, :meth:`SemiImplicitAssembler.fill`); return the PETSc matrix."""
         stage = self.discrete.get_stages()[k] if stage is None else stage
         self._key = None
-        self.matrix.update(lambda values: self.assembler.fill(values, w, k, tau, stage))
+        self.matrix.update(lambda values: self.assembler.fill(values, w, k, tau, stage, transpose, fields))
         return self.A
 
     def update_matrix(self, w, k, tau):
@@ -615,25 +628,18 @@ class FastSemiImplicitSolver:
         self.r.scale(-1.0)
         self.mass2.multAdd(self.x, self.r, self.r)
 
-    def solve_transpose(self, b, x):
-        """:math:`A^T x = b` for the matrix last assembled (PETSc vectors); returns the KSP's converged reason.
+    def solve_transpose(self, w, k, tau, stage, b, x, fields=None):
+        """:math:`A(w)^T x = b` (PETSc vectors) for the state ``w`` (nodes, 2), stage ``k`` (numbers ``stage``)
+        and step ``tau`` (the adjoint of a step, :mod:`fem_crossdiff.taping`); returns the KSP's converged reason.
+        ``fields``: the Gauss-point fields the forward step filled :math:`A(w)` from, if kept.
 
-        GMRES + ILU(0) applied transposed, to the forward solver's tolerances (the adjoint of a step,
-        :mod:`fem_crossdiff.taping`); a direct forward solve (``preonly``, e.g. LU) gets its transposed twin,
-        or the adjoint would carry GMRES's default tolerance into gradients meant to be exact."""
-        if self._ksp_transpose is None:
-            ksp = self._ksp_transpose = PETSc.KSP().create(comm=self.comm)
-            ksp.setOperators(self.A)
-            if self.ksp.getType() == "preonly":
-                ksp.setType("preonly")
-                ksp.getPC().setType(self.ksp.getPC().getType())
-            else:
-                ksp.setType("gmres")
-                ksp.getPC().setType("ilu")
-                rtol, atol, _, max_it = self.ksp.getTolerances()
-                ksp.setTolerances(rtol=rtol, atol=atol, max_it=max_it)
-        self._ksp_transpose.solveTranspose(b, x)
-        return self._ksp_transpose.getConvergedReason()
+        :math:`A^T` is filled like :math:`A` (:meth:`SemiImplicitAssembler.fill` with ``transpose``) and solved
+        by the forward KSP, so the adjoint has the forward's solver, tolerances and cost (a direct forward
+        solve gives a direct adjoint solve)."""
+        self.assemble(w, k, tau, stage, transpose=True, fields=fields)
+        self.ksp.solve(b, x)
+        self.transposed_solves += 1
+        return self.ksp.getConvergedReason()
 
     def step(self, w_old, w, w_new, k, tau, f):
         """:math:`w^{n+1}` into the PETSc vector ``w_new`` from :math:`w^n` (PETSc vector ``w_old``, its values

@@ -52,21 +52,52 @@ class StepForms:
                                                                                      self.mat_type},
                                                          options_prefix=f"fem_crossdiff_replay_{id(self)}_")
 
+    @property
+    def tau(self):
+        return float(self.ev.dt.values()[0])
+
+    def _fast_adjoint(self):
+        """The C derivative forms (:class:`~fem_crossdiff.fastadjoint.FastStepAdjoint`) where the forward ran on
+        the fast path and the model is supported, else None (Firedrake assembles the forms)."""
+        fast = self.ev._fast
+        if fast is None:
+            return None
+        if not hasattr(fast, "step_adjoint"):
+            from .fastadjoint import FastStepAdjoint
+            fast.step_adjoint = FastStepAdjoint.create(fast.q1, self.ev.model)
+        return fast.step_adjoint
+
+    def derivatives(self, need_state=True):
+        r"""``(grad, wbar)`` after :meth:`adjoint_solve`: :math:`-\partial F/\partial P[\lambda]` as the stage's
+        parameter vector (this rank's cells) and :math:`\bar w^n = -\partial F/\partial w^n[\lambda]` as a
+        cofunction (None unless ``need_state``). By the C kernel where it applies, else Firedrake's assembly."""
+        fast = self._fast_adjoint()
+        if fast is None:
+            grad = self.minus_dF[2].assemble().dat.data_ro.sum(axis=0)
+            return grad, (self.minus_dF[0].assemble().copy(deepcopy=True) if need_state else None)
+        numbers = self.ev.model.unpack_stage(self.P.dat.data_ro[0])
+        wbar, grad = fast(self.w_old.dat.data_ro, self.w_new.dat.data_ro, self.adj.dat.data_ro,
+                          self.f.dat.data_ro, numbers, self.tau)
+        if not need_state:
+            return grad, None
+        out = fd.Cofunction(self.ev.W.dual())
+        out.dat.data_wo[...] = wbar
+        return grad, out
+
     def load(self, w_old, f, P):
         """Copy a step's values into the placeholders (plain array copies: ``assign`` costs a parallel loop)."""
         for mine, theirs in ((self.w_old, w_old), (self.f, f), (self.P, P)):
             mine.dat.data_wo[...] = theirs.dat.data_ro
 
-    def adjoint_solve(self, rhs, stage):
+    def adjoint_solve(self, rhs, stage, fields=None):
         r""":math:`A(w^n, P)^T\lambda = \bar w^{n+1}` (``rhs``) into :attr:`adj`, the placeholders loaded. By the
-        fast path's matrix if the forward used it (refilled for the step, solved transposed), else (or if that
-        solve did not converge) by Firedrake's assembly of :math:`A^T`."""
+        fast path's matrix if the forward used it (:math:`A^T` filled for the step, from the forward's Gauss-point
+        ``fields`` if kept), else (or if that solve did not converge) by Firedrake's assembly of :math:`A^T`."""
         fast = self.ev._fast
         if fast is not None:
             numbers = self.ev.model.unpack_stage(self.P.dat.data_ro[0])
-            fast.assemble(self.w_old.dat.data_ro, stage, float(self.ev.dt.values()[0]), numbers)
             with rhs.dat.vec_ro as b, self.adj.dat.vec_wo as x:
-                if fast.solve_transpose(b, x) > 0:
+                if fast.solve_transpose(self.w_old.dat.data_ro, stage, self.tau, numbers, b, x, fields) > 0:
                     return
         self.adjoint_operator.assemble(tensor=self.A_T)
         self.adjoint_solver.solve(self.adj, rhs)
@@ -95,6 +126,17 @@ class SemiImplicitStepBlock(Block):
         fm.load(*inputs)
         fm.w_new.dat.data_wo[...] = self.get_outputs()[0].saved_output.dat.data_ro
         fm.adjoint_solve(adj_inputs[0], self.stage)
+        wanted = {i for i, _ in relevant_dependencies}
+        if fm._fast_adjoint() is None or not {0, 2} & wanted:
+            return None
+        grad, wbar = fm.derivatives(need_state=0 in wanted)
+        prepared = {0: wbar}
+        if 2 in wanted:
+            dP = prepared[2] = fd.Cofunction(fm.P.function_space().dual())
+            dP.dat.data_wo[...] = grad / max(len(dP.dat.data_ro), 1)   # P is constant in space: the sum is dJ/dP
+        return prepared
 
     def evaluate_adj_component(self, inputs, adj_inputs, block_variable, idx, prepared=None):
+        if prepared is not None and idx in prepared:
+            return prepared[idx]
         return self.forms.minus_dF[idx].assemble()

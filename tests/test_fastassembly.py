@@ -117,6 +117,58 @@ def test_compiled_gather_equals_the_numpy_products(name, rng):
         assert np.abs(got - want).max() <= 1e-14 * np.abs(want).max(), (name, k)
 
 
+@pytest.mark.parametrize("name", list(MODEL_CASES))
+def test_transposed_fill_is_the_transpose_of_the_ufl_matrix(name, rng):
+    """A^T (the adjoint's matrix) is A's fill with each 2×2 block of the combination transposed."""
+    ev = Evolution(MODEL_CASES[name](), image_mesh((9, 13), 1))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    _random_state(ev, rng)
+    for k in range(len(ev.discrete.params)):
+        ufl_matrix = fd.assemble(ev._semi_implicit_forms(k)[0], mat_type="aij").petscmat
+        I, J, V = _csr(ufl_matrix.transpose(PETSc.Mat()))
+        I2, J2, V2 = _csr(fast.assemble(ev.w_old.dat.data_ro, k, float(ev.dt), transpose=True))
+        np.testing.assert_array_equal(J, J2)
+        assert np.abs(V - V2).max() < 1e-12 * np.abs(V).max(), (name, k)
+        if name == "learned":                         # β != 0: A is not symmetric, so the flag matters
+            A = _csr(fast.assemble(ev.w_old.dat.data_ro, k, float(ev.dt)))[2]
+            assert np.abs(V2 - A).max() > 1e-6 * np.abs(V).max()
+
+
+@pytest.mark.parametrize("refine", [0, 1])
+@pytest.mark.parametrize("name", ["learned", "modulated"])
+def test_c_step_derivatives_equal_firedrake_assembly(name, refine, rng):
+    """The C pass of fastadjoint gives -dF/dw^n[λ] and -dF/dP[λ] of a step as Firedrake assembles them."""
+    from fem_crossdiff.fastadjoint import FastStepAdjoint
+    from fem_crossdiff.taping import StepForms
+    ev = Evolution(MODEL_CASES[name](), image_mesh((9, 13), refine))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    fm = StepForms(ev)
+    kernel = FastStepAdjoint.create(fast.q1, ev.model)
+    assert kernel is not None
+    for k in range(len(ev.discrete.params)):
+        for f in (fm.w_old, fm.w_new, fm.adj):
+            f.dat.data[:, 0] = rng.random(f.dat.data.shape[0])
+            f.dat.data[:, 1] = 0.05 * rng.standard_normal(f.dat.data.shape[0])
+        fm.f.dat.data[:] = rng.random(fm.f.dat.data.shape[0])
+        fm.P.dat.data[:] = ev.discrete.stage_functions[k].dat.data_ro
+        want_P = fm.minus_dF[2].assemble().dat.data_ro.sum(axis=0)
+        want_w = fm.minus_dF[0].assemble().dat.data_ro
+        stage = ev.discrete.get_stages()[k]
+        wbar, grad = kernel(fm.w_old.dat.data_ro, fm.w_new.dat.data_ro, fm.adj.dat.data_ro, fm.f.dat.data_ro,
+                            stage, float(ev.dt))
+        assert np.abs(grad - want_P).max() <= 1e-12 * np.abs(want_P).max(), (name, k)
+        assert np.abs(wbar - want_w).max() <= 1e-12 * np.abs(want_w).max(), (name, k)
+
+
+@pytest.mark.parametrize("name", ["perona-malik", "grad-rbf", "rbf-v", "heat"])
+def test_c_step_derivatives_decline_other_models(name):
+    """Models other than the learned structure keep Firedrake's assembly of the derivative forms."""
+    from fem_crossdiff.fastadjoint import FastStepAdjoint
+    ev = Evolution(MODEL_CASES[name](), image_mesh((5, 6)))
+    fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))
+    assert FastStepAdjoint.create(fast.q1, ev.model) is None
+
+
 def test_compiled_gather_refuses_a_wrongly_shaped_value_array():
     ev = Evolution(make_model("perona-malik"), image_mesh((5, 6)))
     fast = FastSemiImplicitSolver(ev.discrete, ev.W, _dof_coordinates(ev.V))

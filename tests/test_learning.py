@@ -144,7 +144,8 @@ def test_step_block_tape_replays_and_passes_pyadjoint_taylor_test(tiny):
     tape.clear_tape()
     with_blocks = DatasetLoss(model, pairs[:1])
     g_block = with_blocks.loss_and_gradient(x1)[1]
-    assert with_blocks.ev._fast._ksp_transpose is not None     # the adjoint solves used the fast path's matrix
+    fast = with_blocks.ev._fast                      # the adjoint used the fast path's matrix and C derivatives
+    assert fast.transposed_solves == model.steps and fast.step_adjoint.calls == model.steps
     g_generic = DatasetLoss(model, pairs[:1], step_block=False).loss_and_gradient(x1)[1]
     assert np.allclose(g_block, g_generic, rtol=1e-7, atol=1e-14)
 
@@ -165,6 +166,22 @@ def test_reverse_sweep_over_checkpoints_gives_the_tape_gradient_in_bounded_memor
         assert info == dict(recomputed_steps=0, states_held=steps + 1)
     else:
         assert info["states_held"] <= checkpoints + 2 and info["recomputed_steps"] > 0, info
+
+
+def test_reverse_sweep_with_and_without_kept_coefficient_fields_gives_the_same_gradient(tiny, monkeypatch):
+    """A^T is refilled from the forward's kept Gauss-point fields (the last KEEP_FIELDS steps) or from the state:
+    same gradient; the C derivative pass and the fast path's A^T serve every step."""
+    from fem_crossdiff import checkpointing
+    model, pairs = tiny
+    x = pack(model)
+    full = DatasetLoss(model, pairs[:1], checkpoints="all")
+    g_kept = full.loss_and_gradient(x)[1]
+    assert full.ev._fast.step_adjoint.calls == model.steps
+    monkeypatch.setattr(checkpointing, "KEEP_FIELDS", 1)
+    g_one = DatasetLoss(model, pairs[:1], checkpoints="all").loss_and_gradient(x)[1]
+    g_tape = DatasetLoss(model, pairs[:1]).loss_and_gradient(x)[1]
+    assert np.max(np.abs(g_kept - g_one)) < 1e-12 * np.max(np.abs(g_kept))
+    assert np.max(np.abs(g_kept - g_tape)) < 1e-10 * np.max(np.abs(g_kept))
 
 
 def test_reverse_sweep_passes_a_taylor_test_and_refuses_bad_checkpoint_counts(tiny):
