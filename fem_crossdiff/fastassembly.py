@@ -435,7 +435,7 @@ class SemiImplicitAssembler:
         with ``transpose``, of :math:`A^T`: every scalar field matrix :math:`\mathcal K_\kappa`, :math:`\mathcal M`
         is symmetric, so :math:`A^T` has the same fields with each 2×2 block of :math:`C` transposed. ``fields``:
         the Gauss-point fields of this ``w`` and stage if known (:attr:`last_fields` of an earlier fill)."""
-        stage = self.discrete.get_stages()[k] if stage is None else stage
+        stage = self.discrete.get_stage(k) if stage is None else stage
         lay = layout(self.modes[k], self.model, stage)
         fields = self.fields(lay, stage, w) if fields is None else fields
         self.last_fields, C = fields, self.combination(lay, stage, tau)
@@ -599,7 +599,7 @@ class FastSemiImplicitSolver:
     def assemble(self, w, k, tau, stage=None, transpose=False, fields=None):
         """Fill :math:`A` (or :math:`A^T`) for the state ``w`` (nodes, 2), stage ``k`` and step ``tau`` (from the
         Gauss-point ``fields`` if given, :meth:`SemiImplicitAssembler.fill`); return the PETSc matrix."""
-        stage = self.discrete.get_stages()[k] if stage is None else stage
+        stage = self.discrete.get_stage(k) if stage is None else stage
         self._key = None
         self.matrix.update(lambda values: self.assembler.fill(values, w, k, tau, stage, transpose, fields))
         return self.A
@@ -607,7 +607,7 @@ class FastSemiImplicitSolver:
     def update_matrix(self, w, k, tau):
         """:meth:`assemble`, skipped for a linear model whose stage numbers have not changed (the
         factorisation of the preconditioner is then kept too)."""
-        stage = self.discrete.get_stages()[k]
+        stage = self.discrete.get_stage(k)
         if self.linear:
             key = (k, tau, repr(stage))
             if key == self._key:
@@ -619,7 +619,7 @@ class FastSemiImplicitSolver:
 
     def _residual(self, w_old, w, f, k, tau):
         """:math:`r = b - A w^n`, :math:`b = (\\mathcal M\\otimes I)(w^n + \\tau(\\lambda f, 0))`, into ``self.r``."""
-        lam = float(self.discrete.get_stages()[k]["lam"])
+        lam = float(self.discrete.get_stage(k)["lam"])
         with self.x as x:
             x[:] = w.reshape(-1)
             if lam != 0:

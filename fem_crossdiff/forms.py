@@ -53,7 +53,11 @@ class DiscreteModel:
 
     def get_stages(self):
         """Current parameter values as a list of stage dictionaries (plain floats and lists)."""
-        return [self.model.unpack_stage(P.dat.data_ro_with_halos[0]) for P in self.stage_functions]
+        return [self.get_stage(k) for k in range(len(self.stage_functions))]
+
+    def get_stage(self, k):
+        """Current parameter values of stage ``k`` as a dictionary (what a time step needs)."""
+        return self.model.unpack_stage(self.stage_functions[k].dat.data_ro_with_halos[0])
 
     def controls(self):
         """One control per stage: the vector-valued DG0 function holding its parameters (constant in space)."""

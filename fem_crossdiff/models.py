@@ -22,6 +22,7 @@ Every named model of the literature is a special case (see :data:`MODELS`). A mo
 description (numbers only); :meth:`CrossDiffusionModel.on_mesh` turns it into UFL with its parameters held in
 Firedrake ``Function``\ s on the real space "R", ready to be pyadjoint controls.
 """
+import functools
 import inspect
 import json
 import math
@@ -80,11 +81,13 @@ class Influence:
         if self.kind == "rbf" and (self.centres < 1 or self.floor <= 0):
             raise ModelError("an rbf influence needs centres >= 1 and a floor > 0 (the ellipticity margin)")
 
-    @property
+    @functools.cached_property
     def centre_values(self):
-        if self.kind != "rbf":
-            return np.zeros(0)
-        return np.linspace(-self.span if self.variable == "v" else 0.0, self.span, self.centres)
+        """The RBF centres (computed once, read-only; empty for other kinds)."""
+        count = self.centres if self.kind == "rbf" else 0
+        c = np.linspace(-self.span if self.variable == "v" else 0.0, self.span, count)
+        c.setflags(write=False)
+        return c
 
     @property
     def width(self):
