@@ -184,6 +184,20 @@ def test_reverse_sweep_with_and_without_kept_coefficient_fields_gives_the_same_g
     assert np.max(np.abs(g_kept - g_tape)) < 1e-10 * np.max(np.abs(g_kept))
 
 
+def test_without_a_c_compiler_the_derivative_forms_fall_back_to_firedrake(tiny, monkeypatch):
+    """No compiled derivative pass (no compiler): Firedrake assembles the forms, same gradient, tape and sweep."""
+    from fem_crossdiff import fastadjoint
+    model, pairs = tiny
+    x = pack(model)
+    g_c = DatasetLoss(model, pairs[:1], checkpoints="all").loss_and_gradient(x)[1]
+    monkeypatch.setattr(fastadjoint, "step_adjoint_kernel", lambda: None)
+    for checkpoints in (None, "all"):
+        loss = DatasetLoss(model, pairs[:1], checkpoints=checkpoints)
+        g = loss.loss_and_gradient(x)[1]
+        assert loss.ev._fast.step_adjoint is None
+        assert np.max(np.abs(g - g_c)) < 1e-10 * np.max(np.abs(g_c))
+
+
 def test_reverse_sweep_passes_a_taylor_test_and_refuses_bad_checkpoint_counts(tiny):
     model, pairs = tiny
     loss = DatasetLoss(model, pairs, checkpoints=2)
