@@ -11,10 +11,11 @@ pyadjoint's generic ``NonlinearVariationalSolveBlock`` derives, replaces and pre
 every step of every image (most of the adjoint's time on small images); this block builds them once, on
 placeholder functions, and only copies the step's saved values into the placeholders. The forward step itself
 is the :class:`~fem_crossdiff.timestepping.Evolution`'s (fast path where it applies), run unannotated; where
-the fast path runs, the adjoint solve uses its matrix too (:math:`A` refilled for the step, solved transposed:
-:meth:`~fem_crossdiff.fastassembly.FastSemiImplicitSolver.solve_transpose`), otherwise Firedrake assembles
-:math:`A^T`.
-Tested against the generic blocks and by Taylor tests (``tests/test_learning.py``).
+the fast path runs, the adjoint solve uses its matrix too (:math:`A^T` filled for the step and solved by the
+forward's KSP: :meth:`~fem_crossdiff.fastassembly.FastSemiImplicitSolver.solve_transpose`) and, for the learned
+models, the two derivative forms are one C pass (:mod:`fem_crossdiff.fastadjoint`); otherwise Firedrake
+assembles :math:`A^T` and the forms. Tested against the generic blocks and by Taylor tests
+(``tests/test_learning.py``).
 """
 import firedrake as fd
 import ufl
