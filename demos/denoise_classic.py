@@ -20,12 +20,13 @@ import argparse
 import os
 
 import numpy as np
+from skimage.restoration import denoise_tv_chambolle
 
 import fem_crossdiff as fc
+from fem_crossdiff.baselines import TV_WEIGHTS, tv_oracle, bm3d_denoise
 from fem_crossdiff.data import test_set
+from fem_crossdiff.evaluation import shipped_model, tuned_classic, tuned_tv_weight
 from fem_crossdiff.models import MODELS
-from fem_crossdiff.baselines import tv_oracle, bm3d_denoise
-from fem_crossdiff.evaluation import shipped_model, tuned_classic
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--quick", action="store_true", help="two images, σ=25 only, 128² crops")
@@ -62,7 +63,10 @@ for sigma in sigmas:
             u, v = fc.denoise(noisy, learned, return_v=True)
             results["learned"] = (u, v)
             row["learned"] = (fc.psnr(clean, u), fc.ssim(clean, u))
-        u_tv, _ = tv_oracle(clean, noisy)
+        weight = tuned_tv_weight(sigma)                   # tuned on training images, like the models above
+        u_tv = denoise_tv_chambolle(noisy, weight=weight)
+        row["TV (tuned)"] = (fc.psnr(clean, u_tv), fc.ssim(clean, u_tv))
+        u_tv, _ = tv_oracle(clean, noisy, np.union1d(TV_WEIGHTS, [weight]))   # the best weight per test image
         row["TV (oracle)"] = (fc.psnr(clean, u_tv), fc.ssim(clean, u_tv))
         u_bm = bm3d_denoise(noisy, sigma / 255)
         if u_bm is not None:

@@ -3,7 +3,7 @@
 #
 # The public test crops (camera, astronaut, coins, moon) are never used here. For each classic model we
 # search a small grid of its edge threshold and time horizon on 128² crops of *training* images and report the
-# parameters with the best mean PSNR at σ = 15 and σ = 25. The result is `fem_crossdiff/tuned.json`, which
+# parameters with the best mean PSNR at σ = 15 and σ = 25 (and, the same way, one TV-Chambolle weight). The result is `fem_crossdiff/tuned.json`, which
 # `fem-crossdiff evaluate` uses as "the best hand-tuned classic models", and which guided the models' defaults.
 #
 # Run: `python demos/tune_classic.py [--quick]`
@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 import fem_crossdiff as fc
+from fem_crossdiff.baselines import tv_weight_for
 from fem_crossdiff.data import centre_crop, load
 from fem_crossdiff.noise import gaussian_noise
 
@@ -45,7 +46,7 @@ def steps_for(t):
 
 
 # %%
-results = {}
+results, tv = {}, {}
 t0 = time.perf_counter()
 for sigma in (15, 25):
     data = [(c, gaussian_noise(c, sigma / 255, seed=100 + i))
@@ -61,11 +62,15 @@ for sigma in (15, 25):
         results[sigma][name] = dict(params=best[1], train_psnr=round(float(best[0]), 3))
         print(f"σ={sigma:2d} {name:18s} {best[1]}  mean train PSNR {best[0]:.2f} dB  ({time.perf_counter() - t0:.0f} s)",
               flush=True)
+    # TV-Chambolle tuned the same way: one weight for all images (evaluate also shows its per-image oracle)
+    weight, score = tv_weight_for(data)
+    tv[sigma] = dict(params=dict(weight=round(weight, 5)), train_psnr=round(score, 3))
+    print(f"σ={sigma:2d} {'tv-chambolle':18s} weight {weight:.4f}  mean train PSNR {score:.2f} dB", flush=True)
 
 # %%
 provenance = dict(command="python demos/tune_classic.py" + (" --quick" if args.quick else ""),
                   images=images, size=size, seeds="100+i", grids=GRIDS)
 if not args.quick:
     with open(args.out, "w") as fh:
-        json.dump(dict(tuned=results, provenance=provenance), fh, indent=1)
+        json.dump(dict(tuned=results, tv=tv, provenance=provenance), fh, indent=1)
     print(f"wrote {args.out}")

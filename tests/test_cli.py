@@ -124,3 +124,23 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
         assert label in out
     assert main(["train", "--out", str(tmp_path / "other.json"), "--images", "camera"]) == 2
     assert "public test images" in capsys.readouterr().err
+
+
+def test_evaluate_reports_tv_tuned_on_training_images_beside_its_per_image_oracle():
+    """TV's weight is tuned on training images (like every model; stronger noise, larger weight); the oracle row
+    picks the best weight per test image from a grid that contains the tuned one, so it is never below it."""
+    from fem_crossdiff.baselines import tv_weight_for
+    from fem_crossdiff.evaluation import evaluate, tuned_tv_weight
+    from fem_crossdiff.models import make_model
+    assert tuned_tv_weight(15) < tuned_tv_weight(25)
+    rows = evaluate({"heat": make_model("heat")}, sigmas=(25,), size=32, classic=False, log=lambda *a: None)
+    by = {(r[0], r[1]): r[3] for r in rows}
+    images = {r[1] for r in rows}
+    assert len(images) == 4 and all(("TV (tuned)", im) in by for im in images)
+    assert all(by["TV (oracle)", im] >= by["TV (tuned)", im] - 1e-12 for im in images)
+    assert any(by["TV (oracle)", im] > by["TV (tuned)", im] + 1e-3 for im in images)
+    rng = np.random.default_rng(0)
+    clean = np.kron(rng.random((4, 4)), np.ones((8, 8)))               # piecewise constant, 32²
+    weak, strong = ([(clean, clean + s * rng.standard_normal(clean.shape))] for s in (0.05, 0.15))
+    (w_weak, _), (w_strong, score) = tv_weight_for(weak), tv_weight_for(strong)
+    assert w_weak < w_strong and 20 < score < 40
