@@ -23,7 +23,7 @@ import numpy as np
 from skimage.restoration import denoise_tv_chambolle
 
 import fem_crossdiff as fc
-from fem_crossdiff.baselines import TV_WEIGHTS, tv_oracle, bm3d_denoise
+from fem_crossdiff.baselines import tv_oracle, bm3d_denoise
 from fem_crossdiff.data import test_set
 from fem_crossdiff.evaluation import shipped_model, tuned_classic, tuned_tv_weight
 from fem_crossdiff.models import MODELS
@@ -66,7 +66,7 @@ for sigma in sigmas:
         weight = tuned_tv_weight(sigma)                   # tuned on training images, like the models above
         u_tv = denoise_tv_chambolle(noisy, weight=weight)
         row["TV (tuned)"] = (fc.psnr(clean, u_tv), fc.ssim(clean, u_tv))
-        u_tv, _ = tv_oracle(clean, noisy, np.union1d(TV_WEIGHTS, [weight]))   # the best weight per test image
+        u_tv, _ = tv_oracle(clean, noisy, tuned=weight)           # the best weight for each test image
         row["TV (oracle)"] = (fc.psnr(clean, u_tv), fc.ssim(clean, u_tv))
         u_bm = bm3d_denoise(noisy, sigma / 255)
         if u_bm is not None:

@@ -10,9 +10,11 @@ __all__ = ["TV_WEIGHTS", "tv_oracle", "tv_weight_for", "bm3d_denoise"]
 TV_WEIGHTS = np.geomspace(0.02, 0.4, 15)
 
 
-def tv_oracle(clean, noisy, weights=TV_WEIGHTS):
-    """TV-Chambolle (scikit-image) with the weight that maximises PSNR against ``clean``: (u, weight)."""
+def tv_oracle(clean, noisy, weights=TV_WEIGHTS, tuned=None):
+    """TV-Chambolle (scikit-image) with the weight that maximises PSNR against ``clean``: (u, weight). A ``tuned``
+    weight joins the grid, so the oracle is never below TV with that weight."""
     from skimage.restoration import denoise_tv_chambolle
+    weights = weights if tuned is None else np.union1d(weights, [tuned])
     best = max(((psnr(clean, u), w, u) for w in weights for u in [denoise_tv_chambolle(noisy, weight=w)]),
                key=lambda t: t[0])
     return best[2], best[1]

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .baselines import TV_WEIGHTS, bm3d_denoise, tv_oracle
+from .baselines import bm3d_denoise, tv_oracle
 from .data import test_set
 from .metrics import psnr, ssim
 
@@ -21,19 +21,21 @@ HERE = os.path.dirname(__file__)
 TUNED = os.path.join(HERE, "tuned.json")
 
 
+def _tuned(section, sigma255):
+    """The entry of ``tuned.json``'s ``section`` ("tuned": classic models, "tv") for the nearest noise level."""
+    with open(TUNED) as fh:
+        tuned = json.load(fh)[section]
+    return tuned[min(tuned, key=lambda s: abs(float(s) - sigma255))]
+
+
 def tuned_classic(sigma255):
     """{model name: parameters} tuned on training images for the nearest tuned noise level."""
-    with open(TUNED) as fh:
-        tuned = json.load(fh)["tuned"]
-    key = min(tuned, key=lambda s: abs(float(s) - sigma255))
-    return {name: entry["params"] for name, entry in tuned[key].items()}
+    return {name: entry["params"] for name, entry in _tuned("tuned", sigma255).items()}
 
 
 def tuned_tv_weight(sigma255):
     """The TV-Chambolle weight tuned on training images (``demos/tune_classic.py``) for the nearest noise level."""
-    with open(TUNED) as fh:
-        tuned = json.load(fh)["tv"]
-    return tuned[min(tuned, key=lambda s: abs(float(s) - sigma255))]["params"]["weight"]
+    return _tuned("tv", sigma255)["params"]["weight"]
 
 
 def shipped_model(sigma255):
@@ -78,7 +80,7 @@ def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=Tru
                 u = denoise_tv_chambolle(noisy, weight=weight)
                 rows.append(("TV (tuned)", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
                 t0 = time.perf_counter()
-                u, _ = tv_oracle(clean, noisy, np.union1d(TV_WEIGHTS, [weight]))   # never below the tuned weight
+                u, _ = tv_oracle(clean, noisy, tuned=weight)
                 rows.append(("TV (oracle)", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
                 t0 = time.perf_counter()
                 u = bm3d_denoise(noisy, sigma / 255)
