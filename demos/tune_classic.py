@@ -3,7 +3,8 @@
 #
 # The public test crops (camera, astronaut, coins, moon) are never used here. For each classic model we
 # search a small grid of its edge threshold and time horizon on 128² crops of *training* images and report the
-# parameters with the best mean PSNR at σ = 15 and σ = 25 (and, the same way, one TV-Chambolle weight). The result is `fem_crossdiff/tuned.json`, which
+# parameters with the best mean PSNR at σ = 15 and σ = 25 (and, the same way, one TV-Chambolle weight). The result
+# is `fem_crossdiff/tuned.json`, which
 # `fem-crossdiff evaluate` uses as "the best hand-tuned classic models", and which guided the models' defaults.
 #
 # Run: `python demos/tune_classic.py [--quick]`
@@ -60,8 +61,8 @@ for sigma in (15, 25):
             score = np.mean([fc.psnr(c, fc.denoise(f, name, **params)) for c, f in data])
             best = max(best, (score, params), key=lambda b: b[0])
         results[sigma][name] = dict(params=best[1], train_psnr=round(float(best[0]), 3))
-        print(f"σ={sigma:2d} {name:18s} {best[1]}  mean train PSNR {best[0]:.2f} dB  ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+        print(f"σ={sigma:2d} {name:18s} {best[1]}  mean train PSNR {best[0]:.2f} dB  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
     # TV-Chambolle tuned the same way: one weight for all images (evaluate also shows its per-image oracle)
     weight, score = tv_weight_for(data)
     tv[sigma] = dict(params=dict(weight=round(weight, 5)), train_psnr=round(score, 3))

@@ -4,10 +4,10 @@ For one pair :math:`(c, f)` and :math:`J = \frac{1}{|\Omega|}\int_\Omega (u(T) -
 :math:`p = (p_1, p_2)` solves, backwards from :math:`p(T) = \frac{2}{|\Omega|}(u(T) - c,\ 0)`,
 
 .. math:: -(\partial_t p, \varphi) + (D(w)\nabla\varphi, \nabla p) + (D'(w)[\varphi]\,\nabla w, \nabla p)
-          + \lambda(\varphi_1, p_1) + \mu(\varphi_2, p_2) = 0 \qquad\forall\varphi ,
+          + \lambda(\varphi_1, p_1) + \mu(\varphi_2, p_2) - (\psi'(v)\varphi_2, p_1) = 0 \qquad\forall\varphi ,
 
-(the natural boundary condition is built in), and for a parameter :math:`q` of stage :math:`k` acting on
-:math:`I_k\subset[0,T]`
+(the natural boundary condition is built in; :math:`\psi` the optional reaction of the learned models), and for
+a parameter :math:`q` of stage :math:`k` acting on :math:`I_k\subset[0,T]`
 
 .. math:: \frac{dJ}{dq} = -\int_{I_k}\!\int_\Omega (\partial_q D\,\nabla w) : \nabla p
                           - \partial_q R\cdot p \;dx\,dt .
@@ -26,6 +26,7 @@ import firedrake as fd
 from firedrake.adjoint import stop_annotating
 
 from .learning import DatasetLoss, pack
+from .models import PSI_PARAMETER
 from .timestepping import LINEAR_SOLVER, linear_solver_parameters
 
 __all__ = ["ContinuousAdjoint", "GradientProblem", "continuous_gradient", "discrete_gradient", "fd_gradient",
@@ -55,7 +56,7 @@ class Coefficients:
 
     def __init__(self, dm, W, k):
         self.dm = dm
-        p = dm.params[k]
+        p = self.p = dm.params[k]
         self.v = ufl.variable(W[1])
         self.a = ufl.variable(ufl.grad(W[0]))
         self.q = {}
@@ -70,6 +71,15 @@ class Coefficients:
                    "d22": [[0.0, rho * r / (2 * d22)], [rho * r / (2 * d22), 1.0]],
                    "rho": [[0.0, r], [r, 0.0]],
                    "beta": [[0.0, 1.0], [-1.0, 0.0]]}
+
+    def psi_of_v(self):
+        """The reaction :math:`\\psi(v; q)` of the :math:`u`-equation (None without one), its weights a variable."""
+        psi = self.dm.model.psi
+        if psi is None:
+            return None
+        if PSI_PARAMETER not in self.q:
+            self.q[PSI_PARAMETER] = ufl.variable(ufl.as_vector(self.p[PSI_PARAMETER]))
+        return psi.evaluate(self.v, self.q[PSI_PARAMETER], lib=ufl)
 
     def _influence(self, ij, p):
         """:math:`g_{11}h_{11}` or :math:`g_{22}`: a product of :meth:`_factor`\\ s."""
@@ -118,16 +128,16 @@ class ContinuousAdjoint:
     r"""The adjoint IBVP discretised on its own: θ-scheme backwards in time, trapezoidal gradient quadrature.
 
     With the stored forward states :math:`w^n` and :math:`B_k(w;\varphi,p) = (D\nabla\varphi,\nabla p)
-    + (D'(w)[\varphi]\nabla w,\nabla p) + \lambda(\varphi_1,p_1) + \mu(\varphi_2,p_2)` (stage ``k`` of the
-    interval :math:`[t_n, t_{n+1}]`):
+    + (D'(w)[\varphi]\nabla w,\nabla p) + \lambda(\varphi_1,p_1) + \mu(\varphi_2,p_2) - (\psi'(v)\varphi_2,p_1)`
+    (stage ``k`` of the interval :math:`[t_n, t_{n+1}]`):
 
     .. math:: (p^n,\varphi) + \tau\theta B_k(w^n;\varphi,p^n) = (p^{n+1},\varphi)
               - \tau(1-\theta)B_k(w^{n+1};\varphi,p^{n+1}),
 
     ``theta=1`` is implicit Euler (first order), ``theta=0.5`` Crank–Nicolson (second order).
-    ``state_term="explicit"`` (default) moves the :math:`D'(w)` part of :math:`B_k` to the right-hand side at
-    the known level :math:`t_{n+1}` — like the lagged coefficients of the semi-implicit state scheme, and
-    robust where that part is anti-diffusive (Perona–Malik-type :math:`g(|\nabla u|)` with a decreasing flux,
+    ``state_term="explicit"`` (default) moves the :math:`D'(w)` and :math:`\psi'` parts of :math:`B_k` to the
+    right-hand side at the known level :math:`t_{n+1}` — like the lagged coefficients of the semi-implicit state
+    scheme, and robust where that part is anti-diffusive (Perona–Malik-type :math:`g(|\nabla u|)` with a decreasing flux,
     where the fully implicit step can be near-singular); ``"implicit"`` keeps it in the θ-scheme (needed for
     second order with θ = ½).
     """
@@ -162,6 +172,9 @@ class ContinuousAdjoint:
             form += ufl.inner(ufl.dot(co.D, ufl.grad(phi)), ufl.grad(p))
         if "state" in parts:
             form += ufl.inner(ufl.dot(co.dD_state(phi), ufl.grad(W)), ufl.grad(p))
+            psi = co.psi_of_v()
+            if psi is not None:                                   # -∂R_u/∂v = -ψ'(v): lagged like D'(w)
+                form += -ufl.diff(psi, co.v) * phi[1] * p[0]
         if "reaction" in parts:
             form += lam * phi[0] * p[0] + mu * phi[1] * p[1]
         return form * self.dx
@@ -194,6 +207,9 @@ class ContinuousAdjoint:
                 entries.append((self.ev.f - W[0]) * P[0])          # ∂R/∂λ = (f - u, 0)
             elif name == "mu":
                 entries.append(-W[1] * P[1])                     # ∂R/∂μ = (0, -v)
+            elif name == PSI_PARAMETER:                          # ∂R/∂w_m = (φ_m(v), 0)
+                dpsi = ufl.diff(co.psi_of_v(), co.q[name])
+                entries.extend(dpsi[m] * P[0] for m in range(dpsi.ufl_shape[0]))
             else:
                 dD = co.dD(co.q[name])
                 if dD.ufl_shape == (2, 2):

@@ -3,7 +3,7 @@ r"""The derivative forms of a semi-implicit step's adjoint on the structured ima
 The step's residual tested with the adjoint :math:`\lambda` (:mod:`fem_crossdiff.taping`) is
 
 .. math:: F[\lambda] = (w^{n+1} - w^n, \lambda) + \tau\lambda_c(u^{n+1} - f, \lambda_u) + \tau\mu(v^{n+1}, \lambda_v)
-          + \tau\sum_{ij}\big(M_{ij}\,o_{ij}(w^n)\,\nabla w^{n+1}_j, \nabla\lambda_i\big),
+          + \tau\sum_{ij}\big(M_{ij}\,o_{ij}(w^n)\,\nabla w^{n+1}_j, \nabla\lambda_i\big) - \tau(\psi(v^n), \lambda_u),
 
 :math:`o_{11} = G = g_{11}(s)h_{11}(v)`, :math:`o_{22} = g_{22}(v)`, :math:`o_{12} = o_{21} = \sqrt{G g_{22}}`,
 :math:`s = |\nabla u^n|`, :math:`v = v^n`. With :math:`E_{ij} = \nabla\lambda_i\cdot\nabla w^{n+1}_j` at the
@@ -14,8 +14,8 @@ through :math:`s` and a mass-type vector through :math:`v`. :data:`STEP_ADJOINT_
 in one pass over the cells (RBF values, slopes and basis moments by the fast path's two-``exp`` Horner form),
 instead of Firedrake's assembly of the two forms ``-derivative(F[λ], m)``; it equals that assembly to round-off
 (``tests/test_fastassembly.py``). Models: RBF :math:`g_{11}(|\nabla u|)`, RBF :math:`g_{22}(v)`, and
-:math:`h_{11}(v)` RBF or absent (the learned models, :meth:`FastStepAdjoint.supports`); the others keep
-Firedrake's assembly.
+:math:`h_{11}(v)`, :math:`\psi(v)` RBF or absent (the learned models, :meth:`FastStepAdjoint.supports`); the
+others keep Firedrake's assembly.
 """
 import ctypes
 import functools
@@ -29,9 +29,9 @@ from .models import GRAD_EPS2, HORNER_CENTRES, HORNER_Z_MAX
 __all__ = ["FastStepAdjoint", "STEP_ADJOINT_KERNEL"]
 
 #: One pass over the cells, 16 at a time (so that the per-Gauss-point loops vectorise; ``exp`` is inlined for the
-#: same reason). ``rbfd`` (3 × 4) describes g11, g22, h11: (c0, 1/σ, floor, M) with M = 0 for an absent h11;
+#: same reason). ``rbfd`` (4 × 4) describes g11, g22, h11, ψ: (c0, 1/σ, floor, M) with M = 0 for an absent one;
 #: ``a`` holds their Horner coefficients :math:`w_m e^{-m^2/2}` one after the other. Output:
-#: ``sums`` = (I11, I22, I12, I21, I_λ, I_μ, moments of g11, g22, h11) (the caller forms ∂F/∂p from them);
+#: ``sums`` = (I11, I22, I12, I21, I_λ, I_μ, moments of g11, g22, h11, ψ) (the caller forms ∂F/∂p from them);
 #: ``wbar`` (nodes × 2) += the corner contributions of :math:`\bar w^n`.
 STEP_ADJOINT_KERNEL = r"""
 #include <math.h>
@@ -118,16 +118,16 @@ void fem_crossdiff_step_adjoint(int64_t ncells, const int32_t *corners, const do
                                 double *sums, double *wbar)
 {
     const double W = coef[0], tau = coef[1], d11 = coef[2], d22 = coef[3], M12 = coef[4], M21 = coef[5];
-    const double *d1 = rbfd, *d2 = rbfd + 4, *dh = rbfd + 8;
-    const int M1 = (int)d1[3], M2 = (int)d2[3], Mh = (int)dh[3];
-    const double *a1 = a, *a2 = a + M1, *ah = a + M1 + M2;
-    double *mom1 = sums + 6, *mom2 = mom1 + M1, *momh = mom2 + M2;
+    const double *d1 = rbfd, *d2 = rbfd + 4, *dh = rbfd + 8, *dp = rbfd + 12;
+    const int M1 = (int)d1[3], M2 = (int)d2[3], Mh = (int)dh[3], Mp = (int)dp[3];
+    const double *a1 = a, *a2 = a + M1, *ah = a + M1 + M2, *ap = ah + Mh;
+    double *mom1 = sums + 6, *mom2 = mom1 + M1, *momh = mom2 + M2, *momp = momh + Mh;
     double I11 = 0, I22 = 0, I12 = 0, I21 = 0, Il = 0, Im = 0;
     /* per Gauss point of the batch (index 4 * cell + q) */
     double gx0[BATCH], gy0[BATCH], v[BATCH], s[BATCH], E11[BATCH], E12[BATCH], E21[BATCH], E22[BATCH];
     double luq[BATCH], lvq[BATCH], g1[BATCH], dg1[BATCH], R1[BATCH], e1[BATCH], g2[BATCH], dg2[BATCH];
     double R2[BATCH], e2[BATCH], h[BATCH], dh1[BATCH], Rh[BATCH], eh[BATCH], x1[BATCH], x2[BATCH], xh[BATCH];
-    double cs[BATCH], cv[BATCH];
+    double cs[BATCH], cv[BATCH], gp[BATCH], dgp[BATCH], Rp[BATCH], ep[BATCH], xp[BATCH];
     for (int64_t c0 = 0; c0 < ncells; c0 += BATCH / 4) {
         const int nb = ncells - c0 < BATCH / 4 ? (int)(ncells - c0) : BATCH / 4, n = 4 * nb;
         for (int b = 0; b < nb; b++) {
@@ -165,6 +165,11 @@ void fem_crossdiff_step_adjoint(int64_t ncells, const int32_t *corners, const do
                 h[q] = 1.0;
                 dh1[q] = 0.0;
             }
+        if (Mp > 0)
+            rbf_n(n, dp, ap, v, gp, dgp, Rp, ep);
+        else
+            for (int q = 0; q < n; q++)
+                dgp[q] = 0.0;
         for (int q = 0; q < n; q++) {
             const double G = g1[q] * h[q], o = sqrt(G * g2[q]);
             const double X = M12 * E12[q] + M21 * E21[q];
@@ -172,12 +177,15 @@ void fem_crossdiff_step_adjoint(int64_t ncells, const int32_t *corners, const do
             I11 += G * E11[q]; I22 += g2[q] * E22[q]; I12 += o * E12[q]; I21 += o * E21[q];
             x1[q] = W * h[q] * dFdG; x2[q] = W * dFdg2; xh[q] = W * g1[q] * dFdG;
             cs[q] = W * dg1[q] * h[q] * dFdG / s[q];
-            cv[q] = W * (g1[q] * dh1[q] * dFdG + dg2[q] * dFdg2);
+            cv[q] = W * (g1[q] * dh1[q] * dFdG + dg2[q] * dFdg2 - dgp[q] * luq[q]);
+            xp[q] = -W * luq[q];
         }
         moments_n(n, M1, x1, R1, e1, mom1);
         moments_n(n, M2, x2, R2, e2, mom2);
         if (Mh > 0)
             moments_n(n, Mh, xh, Rh, eh, momh);
+        if (Mp > 0)
+            moments_n(n, Mp, xp, Rp, ep, momp);
         for (int b = 0; b < nb; b++) {
             const int32_t *nd = corners + 4 * (c0 + b);
             for (int k = 0; k < 4; k++) {
@@ -221,13 +229,14 @@ class FastStepAdjoint:
 
     @staticmethod
     def supports(model):
-        """True for the learned models' structure: RBF g11(|∇u|), RBF g22(v), h11(v) RBF or absent, each RBF
-        with a number of centres the Horner form takes (:data:`~fem_crossdiff.models.HORNER_CENTRES`)."""
+        """True for the learned models' structure: RBF g11(|∇u|), RBF g22(v), h11(v) and ψ(v) RBF or absent, each
+        RBF with a number of centres the Horner form takes (:data:`~fem_crossdiff.models.HORNER_CENTRES`)."""
         g11, g22, h11 = model.g11, model.g22, model.h11
         rbfs = [g for g in (g11, g22, h11) if g.kind == "rbf"]
         return (g11.kind == "rbf" and g11.variable == "grad_u" and g22.kind == "rbf" and g22.variable == "v"
                 and (h11.kind == "one" or (h11.kind == "rbf" and h11.variable == "v"))
-                and all(g.centres in HORNER_CENTRES for g in rbfs))
+                and all(g.centres in HORNER_CENTRES for g in rbfs)
+                and (model.psi is None or model.psi.centres in HORNER_CENTRES))
 
     @classmethod
     def create(cls, q1, model):
@@ -240,8 +249,8 @@ class FastStepAdjoint:
         """``(wbar, grad)`` for the states ``w_old``, ``w_new`` and adjoint ``adj`` (nodes, 2 each), data ``f``
         (nodes,), stage numbers ``stage`` (a dictionary) and step ``tau``."""
         m = self.model
-        keys = [("11", m.g11), ("22", m.g22), ("11h", m.h11)]
-        rbfd = np.zeros((3, 4))
+        keys = [("11", m.g11), ("22", m.g22), ("11h", m.h11)] + ([("psi", m.psi)] if m.psi is not None else [])
+        rbfd = np.zeros((4, 4))
         a = []
         for row, (key, g) in zip(rbfd, keys):
             if g.kind == "rbf":

@@ -3,7 +3,7 @@ r"""Fast semi-implicit steps on the structured image mesh (one rank): assembly w
 The semi-implicit system of :class:`~fem_crossdiff.timestepping.Evolution` (2×2 Gauss points per cell) is
 
 .. math:: A = (I + \tau\Lambda)\otimes\mathcal M + \tau\,\mathcal K(D(w^n)),\qquad
-          b = (\mathcal M\otimes I)\,\big(w^n + \tau(\lambda f, 0)\big),
+          b = (\mathcal M\otimes I)\,\big(w^n + \tau(\lambda f, 0)\big) + \tau\big((\psi(v^n), \varphi_i), 0\big),
 
 :math:`\Lambda = \mathrm{diag}(\lambda,\mu)`, with the 2×2 block of :math:`\mathcal K(D)` at nodes
 :math:`(i, j)` equal to :math:`\int D\,\nabla\varphi_j\cdot\nabla\varphi_i`. Every cell of the image mesh is
@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from petsc4py import PETSc
 
-from .models import GRAD_EPS2, HORNER_CENTRES, HORNER_Z_MAX
+from .models import GRAD_EPS2, HORNER_CENTRES, HORNER_Z_MAX, PSI_PARAMETER
 from .timestepping import linear_solver_parameters
 
 __all__ = ["StructuredQ1", "BlockMatrix", "SemiImplicitAssembler", "FastSemiImplicitSolver", "FAST_SOLVER",
@@ -156,6 +156,11 @@ class StructuredQ1:
         """
         E = kappa @ (self.stiff if table is None else table)
         return self.scatter @ E.reshape(-1)
+
+    def load(self, kappa):
+        r""":math:`\int\kappa\varphi_i` for every node :math:`i` (the 2×2 Gauss rule) from ``kappa`` (cells, 4)."""
+        corner = (kappa @ self.to_gauss.T) * (self.h ** 2 / 4)
+        return np.bincount(self.corners.reshape(-1), weights=corner.reshape(-1), minlength=self.nnodes)
 
     def gauss_v(self, w):
         """:math:`v` at the Gauss points, (cells, 4), from the interleaved dof array ``w`` (nodes, 2)."""
@@ -290,10 +295,11 @@ def rbf(g, s, weights):
     r""":math:`\text{floor} + \sum_m w_m e^{-(s-c_m)^2/(2\sigma^2)}` (:meth:`Influence.evaluate`) with two ``exp``.
 
     The centres are evenly spaced by :math:`\sigma`: with :math:`z = (s - c_0)/\sigma`, the sum is
-    :math:`e^{-z^2/2}\sum_m a_m R^m`, :math:`R = e^z`, :math:`a_m = w_m e^{-m^2/2}` (Horner in :math:`R`; all
-    terms positive, so no cancellation). :math:`z` is clipped to :math:`[-37, 37]` (:data:`HORNER_Z_MAX`), which
-    keeps :math:`e^{-z^2/2}` normal and :math:`R^{m}` finite for up to 20 centres and changes only terms below
-    :math:`e^{-160}`; other sizes are summed directly. The UFL twin is :meth:`Influence._rbf_horner`.
+    :math:`e^{-z^2/2}\sum_m a_m R^m`, :math:`R = e^z`, :math:`a_m = w_m e^{-m^2/2}` (Horner in :math:`R`; for the
+    influence functions all terms are positive, so no cancellation). :math:`z` is clipped to :math:`[-37, 37]`
+    (:data:`HORNER_Z_MAX`), which keeps :math:`e^{-z^2/2}` normal and :math:`R^{m}` finite for up to 20 centres
+    and changes only terms below :math:`e^{-160}`; other sizes are summed directly. The UFL twin is
+    :meth:`Influence._rbf_horner`.
     """
     weights = np.asarray(weights, dtype=float)
     if g.centres not in HORNER_CENTRES:
@@ -618,8 +624,10 @@ class FastSemiImplicitSolver:
             self.assemble(w, k, tau, stage)
 
     def _residual(self, w_old, w, f, k, tau):
-        """:math:`r = b - A w^n`, :math:`b = (\\mathcal M\\otimes I)(w^n + \\tau(\\lambda f, 0))`, into ``self.r``."""
-        lam = float(self.discrete.get_stage(k)["lam"])
+        """:math:`r = b - A w^n`, :math:`b = (\\mathcal M\\otimes I)(w^n + \\tau(\\lambda f, 0)) + \\tau(\\psi(v^n), 0)`
+        (:math:`\\psi` integrated at the Gauss points), into ``self.r``."""
+        stage = self.discrete.get_stage(k)
+        lam = float(stage["lam"])
         with self.x as x:
             x[:] = w.reshape(-1)
             if lam != 0:
@@ -627,6 +635,10 @@ class FastSemiImplicitSolver:
         self.A.mult(w_old, self.r)
         self.r.scale(-1.0)
         self.mass2.multAdd(self.x, self.r, self.r)
+        psi = self.discrete.model.psi
+        if psi is not None:
+            with self.r as r:
+                r[0::2] += tau * self.q1.load(rbf(psi, self.q1.gauss_v(w), stage[PSI_PARAMETER]))
 
     def solve_transpose(self, w, k, tau, stage, b, x, fields=None):
         """:math:`A(w)^T x = b` (PETSc vectors) for the state ``w`` (nodes, 2), stage ``k`` (numbers ``stage``)

@@ -4,8 +4,8 @@ The parameters of a stage live in one spatially constant vector-valued DG0 ``Fun
 :func:`learning.pack` order), which is that stage's pyadjoint ``Control``: one control per stage keeps the
 adjoint cheap (pyadjoint's cost grows with the number of controls each solve depends on), and the derivative
 with respect to the constant parameter is the sum of the cell values of :math:`dJ/dP`. (Not the real space "R":
-Firedrake does not support test functions on a vector-valued "R" space, which the derivative forms need.) The weak form of
-:math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)` with Neumann boundaries is
+Firedrake does not support test functions on a vector-valued "R" space, which the derivative forms need.) The
+weak form of :math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)` with Neumann boundaries is
 
 .. math:: (\partial_t w, \varphi) + (D(w)\nabla w, \nabla\varphi) - (R(w, f), \varphi) = 0
           \quad\forall \varphi\in (Q_1)^2 .
@@ -17,6 +17,8 @@ import numpy as np
 import ufl
 import firedrake as fd
 from firedrake.adjoint import stop_annotating
+
+from .models import PSI_PARAMETER
 
 __all__ = ["DiscreteModel"]
 
@@ -101,10 +103,18 @@ class DiscreteModel:
         return ufl.as_matrix([[p["d11"] * g11, (c + p["beta"]) * off],
                               [(c - p["beta"]) * off, p["d22"] * g22]])
 
+    def psi(self, w, k=0, params=None):
+        r"""The reaction :math:`\psi(v)` of the :math:`u`-equation at the state ``w`` (UFL), 0 if the model has none."""
+        psi = self.model.psi
+        if psi is None:
+            return 0
+        p = self.params[k] if params is None else params
+        return psi.evaluate(w[1], p[PSI_PARAMETER], lib=ufl)
+
     def reaction(self, w, f, k=0):
-        r""":math:`R(w, f) = (\lambda (f - u), -\mu v)` of stage ``k``."""
+        r""":math:`R(w, f) = (\lambda (f - u) + \psi(v), -\mu v)` of stage ``k``."""
         p = self.params[k]
-        return ufl.as_vector([p["lam"] * (f - w[0]), -p["mu"] * w[1]])
+        return ufl.as_vector([p["lam"] * (f - w[0]) + self.psi(w, k), -p["mu"] * w[1]])
 
     def is_linear(self):
         """True when D does not depend on the state (the semi-implicit matrix is then constant)."""

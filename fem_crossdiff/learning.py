@@ -8,8 +8,9 @@ Given (clean, noisy) pairs :math:`(c_i, f_i)`, minimise the mean denoising error
 :data:`MISFITS`, :data:`OBJECTIVES`) over the parameters :math:`p` of every stage:
 :math:`d_{11}, d_{22}, \rho, \beta, \lambda, \mu` and the non-negative RBF weights of the influence
 functions :math:`g_{11}, g_{22}` (each with a floor :math:`g_{\min} > 0`) and, optionally, of the factor
-:math:`h_{11}(v) \ge 1` of the :math:`u`-diffusivity (:func:`with_modulation`). The box bounds of :data:`BOUNDS`
-alone guarantee uniform ellipticity of every iterate:
+:math:`h_{11}(v) \ge 1` of the :math:`u`-diffusivity (:func:`with_modulation`) and the signed ones of the reaction
+:math:`\psi(v)` of the :math:`u`-equation (:func:`with_psi`). The box bounds of :data:`BOUNDS` alone guarantee uniform
+ellipticity of every iterate:
 :math:`\xi^T D\xi \ge (1-|\rho|)\min(d_{11}, d_{22})\,g_{\min}|\xi|^2`. Gradients are pyadjoint's (the exact
 gradient of the discrete problem); the optimiser is scipy's L-BFGS-B.
 
@@ -34,13 +35,13 @@ import numpy as np
 from .models import CrossDiffusionModel, Influence, ModelError, save_model, load_model
 
 __all__ = ["BOUNDS", "MISFITS", "OBJECTIVES", "learned_template", "training_pairs", "DatasetLoss",
-           "MultiResolutionLoss", "dataset_reduced_functional", "train", "with_modulation", "pack", "unpack",
-           "bounds", "add_commands", "peak_memory_mb"]
+           "MultiResolutionLoss", "dataset_reduced_functional", "train", "with_modulation", "with_psi", "pack",
+           "unpack", "bounds", "add_commands", "peak_memory_mb"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
           "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0),
-          "w11h": (0.0, 10.0)}
+          "w11h": (0.0, 10.0), "wpsi": (-5.0, 5.0)}
 FLOOR = 0.02
 #: Tight linear solves while learning: J(p) must be smooth to far below the optimiser's and the Taylor tests'
 #: resolution, on both the taped (UFL) path and the fast path used for plain loss evaluations.
@@ -99,6 +100,20 @@ def with_modulation(model, centres, span=0.05):
     d = model.to_dict()
     d.pop("certificate")
     d.update(h11=h11.__dict__, stages=stages)
+    return CrossDiffusionModel.from_dict(d, model.name)
+
+
+def with_psi(model, centres, span=0.05):
+    r"""``model`` with the reaction :math:`\psi(v) = \sum_m w_m e^{-(v-c_m)^2/2\sigma^2}` in the :math:`u`-equation
+    (``centres`` RBFs over :math:`[-\text{span}, \text{span}]`, signed weights, all 0: the same evolution, so a
+    trained model is a warm start). Unchanged if it has one."""
+    if model.psi is not None:
+        return model
+    psi = Influence("rbf", "v", floor=0.0, centres=centres, span=span)
+    stages = [dict(st, wpsi=[0.0] * centres) for st in model.stages]
+    d = model.to_dict()
+    d.pop("certificate")
+    d.update(psi=psi.__dict__, stages=stages)
     return CrossDiffusionModel.from_dict(d, model.name)
 
 
@@ -364,7 +379,7 @@ class Checkpoint:
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
-          modulation=15, checkpoints="all", log=print, command=None):
+          modulation=15, psi=0, checkpoints="all", log=print, command=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`MISFITS`, :data:`OBJECTIVES`; ``modulation``: RBF centres of the factor :math:`h_{11}(v)` of the
     :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that has one keeps it);
@@ -392,6 +407,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
                     stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
                     misfit=misfit, objective=objective, modulation=modulation)
+    if psi:
+        settings["psi"] = psi
     history, t_used = [], 0.0
     start, init_provenance = _initial_model(init) if init else (None, None)
     if resume:
@@ -407,6 +424,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
         model = with_modulation(model, modulation) if modulation else model
+        model = with_psi(model, psi) if psi else model
     pairs = training_pairs(images, sigma255, patch, per_image, seed)
     losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
               for r in levels]
@@ -508,6 +526,9 @@ def add_commands(sub):
     s.add_argument("--modulation", type=int, default=15, metavar="N",
                    help="multiply g11(|grad u|) by h11(v) with N RBF centres, starting from h11 = 1 (default 15; "
                         "0: none; a model given to --init keeps its own h11)")
+    s.add_argument("--psi", type=int, default=0, metavar="N",
+                   help="add the reaction psi(v) to the u-equation, N RBF centres with signed weights, starting from "
+                        "psi = 0 (default 0: none; a model given to --init keeps its own psi)")
     s.add_argument("--refine", type=int, nargs="+", default=[0], metavar="R",
                    help="mesh refinement level(s) to train on (default 0, the pixel mesh; e.g. 0 1: the mean loss "
                         "on the pixel mesh and on the mesh refined once, for resolution-consistent models)")
@@ -524,5 +545,5 @@ def _cmd_train(args):
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
-          modulation=args.modulation, checkpoints=args.checkpoints, refine=args.refine,
+          modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line)

@@ -4,7 +4,8 @@ r"""The cross-diffusion–reaction model family and its named special cases.
 
     \partial_t w = \nabla\cdot\big(D(w)\nabla w\big) + R(w, f),\qquad w = (u, v),\quad u(0) = f,\ v(0) = 0,
 
-with Neumann boundaries, :math:`R(w, f) = (\lambda (f-u),\ -\mu v)` and
+with Neumann boundaries, :math:`R(w, f) = (\lambda (f-u) + \psi(v),\ -\mu v)` (the learned reaction
+:math:`\psi`, a signed RBF sum, optional; without it :math:`\psi = 0`) and
 
 .. math::
 
@@ -35,6 +36,8 @@ __all__ = ["Influence", "CrossDiffusionModel", "ModelError", "MODELS", "make_mod
 
 #: Per-stage scalar parameters of every model.
 COEFFICIENTS = ("d11", "d22", "rho", "beta", "lam", "mu")
+#: Stage parameter of the reaction :math:`\psi(v)`: its RBF weights.
+PSI_PARAMETER = "wpsi"
 #: Default range of the state variables over which the ellipticity certificate is evaluated.
 STATE_RANGE = {"v": 1.0, "grad_u": 1.0}
 FORMAT_VERSION = 1
@@ -78,8 +81,8 @@ class Influence:
             raise ModelError(f"influence variable '{self.variable}' unknown; expected 'v' or 'grad_u'")
         if not (self.floor >= 0 and (self.kind == "rbf" or self.floor < 1)):
             raise ModelError(f"influence floor must lie in [0, 1) (any value >= 0 for rbf), got {self.floor}")
-        if self.kind == "rbf" and (self.centres < 1 or self.floor <= 0):
-            raise ModelError("an rbf influence needs centres >= 1 and a floor > 0 (the ellipticity margin)")
+        if self.kind == "rbf" and self.centres < 1:
+            raise ModelError("an rbf influence needs centres >= 1")
 
     @functools.cached_property
     def centre_values(self):
@@ -142,11 +145,15 @@ class Influence:
 # ----------------------------------------------------------------------------------------- model
 @dataclass
 class CrossDiffusionModel:
-    """A cross-diffusion–reaction model: structure (influence functions) and per-stage parameters.
+    r"""A cross-diffusion–reaction model: structure (influence functions) and per-stage parameters.
 
     ``h11`` is an optional second factor of the :math:`u`-diffusivity, :math:`g_{11}(s)h_{11}(s')`: with
     :math:`g_{11}(|\nabla u|)` and :math:`h_{11}(v)` the edge indicator :math:`v` modulates how the gradient
     stops diffusion (both positive, so the product keeps the ellipticity floor; its parameter is ``w11h``/``k11h``).
+    ``psi`` is the optional reaction :math:`\psi(v) = \sum_m w_m e^{-(v-c_m)^2/2\sigma^2}` of the :math:`u`-equation,
+    an ``"rbf"`` :class:`Influence` of :math:`v` with floor 0 and *signed* weights ``wpsi`` (None: :math:`\psi = 0`).
+    A bounded reaction: it leaves :math:`D`, hence ellipticity, untouched. With :math:`v` an edge indicator it
+    moves :math:`u` across edges (steepening them: what positive diffusion alone cannot do).
     ``stages`` is a list of dictionaries with the :data:`COEFFICIENTS` and the influence parameters; stage
     ``k`` of ``K`` acts on the time steps ``n`` with ``n*K // steps == k``. ``time`` and ``steps`` are the
     model's default horizon and number of steps.
@@ -155,6 +162,7 @@ class CrossDiffusionModel:
     g11: Influence = field(default_factory=Influence)
     g22: Influence = field(default_factory=Influence)
     h11: Influence = field(default_factory=Influence)
+    psi: Influence = None
     stages: list = field(default_factory=list)
     time: float = 1.0
     steps: int = 10
@@ -164,6 +172,12 @@ class CrossDiffusionModel:
     def __post_init__(self):
         if not self.stages:
             raise ModelError(f"model '{self.name}' has no parameter stages")
+        for ij, g in self.influences:
+            if g.kind == "rbf" and g.floor <= 0:
+                raise ModelError(f"model '{self.name}': rbf influence g{ij} needs a floor > 0 (the ellipticity margin)")
+        psi = self.psi
+        if psi is not None and not (psi.kind == "rbf" and psi.variable == "v" and psi.floor == 0):
+            raise ModelError(f"model '{self.name}': psi must be an rbf influence of v with floor 0, got {psi}")
         self.stages = [self._checked_stage(s, k) for k, s in enumerate(self.stages)]
         check_horizon(self.time, self.steps)
 
@@ -172,6 +186,11 @@ class CrossDiffusionModel:
     def influences(self):
         """``(key, influence)`` of every influence function: ``("11", g11), ("22", g22), ("11h", h11)``."""
         return (("11", self.g11), ("22", self.g22), ("11h", self.h11))
+
+    @property
+    def structure(self):
+        """What fixes the model's forms (all but the stage values): name, influence functions, ψ, stage count."""
+        return (self.name, self.g11, self.g22, self.h11, self.psi, len(self.stages))
 
     def influence(self, key):
         """The influence function ``g11``, ``g22`` or ``h11`` for the key ``"11"``, ``"22"`` or ``"11h"``."""
@@ -188,6 +207,8 @@ class CrossDiffusionModel:
         for ij, g in self.influences:
             if g.parameter(ij):
                 names.append(g.parameter(ij))
+        if self.psi is not None:
+            names.append(PSI_PARAMETER)
         return names
 
     def _checked_stage(self, stage, k):
@@ -205,6 +226,9 @@ class CrossDiffusionModel:
             name = g.parameter(ij)
             if g.kind == "rbf" and np.shape(stage[name]) != (g.centres,):
                 raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
+        if self.psi is not None and np.shape(stage[PSI_PARAMETER]) != (self.psi.centres,):
+            raise ModelError(f"model '{self.name}' stage {k}: {PSI_PARAMETER} must have {self.psi.centres} "
+                             "weights")
         return stage
 
     @property
@@ -302,6 +326,7 @@ class CrossDiffusionModel:
             d["g11"] = Influence(**d.get("g11", {}))
             d["g22"] = Influence(**d.get("g22", {}))
             d["h11"] = Influence(**d.get("h11", {}))
+            d["psi"] = None if d.get("psi") is None else Influence(**d["psi"])
             model = cls(**d)
         except TypeError as e:
             raise ModelError(f"{where}: malformed model description ({e})") from None

@@ -15,7 +15,8 @@ with the source :math:`s = \partial_t w^* - \nabla\cdot(D(w^*)\nabla w^*) - R(w^
 Functions: :func:`space_convergence` / :func:`time_convergence` (MMS, every time scheme; L² or H¹ errors),
 :func:`self_convergence_image` / :func:`time_self_convergence_image` (a real image, in h and in τ),
 :func:`functional_convergence` (the learning functional :math:`J` and its pyadjoint gradient); :func:`eoc`
-and :func:`format_table` come from :mod:`fem_crossdiff.studies`. ``fem-crossdiff refinement-study`` (:mod:`fem_crossdiff.studies`) runs them all.
+and :func:`format_table` come from :mod:`fem_crossdiff.studies`. ``fem-crossdiff refinement-study``
+(:mod:`fem_crossdiff.studies`) runs them all.
 """
 import math
 
@@ -120,7 +121,8 @@ def self_convergence_image(img, model, levels=3, scheme="semi-implicit", steps=N
     diffs = []
     for r in range(levels):
         fine = sols[r + 1]
-        coarse = [prolong(fd.Function(_scalar_space(sols[r])).interpolate(sols[r][i]), _scalar_space(fine)) for i in range(2)]
+        coarse = [prolong(fd.Function(_scalar_space(sols[r])).interpolate(sols[r][i]), _scalar_space(fine))
+                  for i in range(2)]
         diffs.append(math.sqrt(sum(fd.errornorm(fine[i], coarse[i]) ** 2 for i in range(2))))
     return np.array(diffs)
 

@@ -49,7 +49,7 @@ def format_table(headers, rows, floatfmt=".3e"):
 
 
 #: Models of the adjoint study (see :func:`study_model`).
-STUDY_MODELS = ("learned-v", "learned", "learned-modulated", "nonlinear-cross")
+STUDY_MODELS = ("learned-v", "learned", "learned-modulated", "learned-reacting", "nonlinear-cross")
 HERE = os.path.dirname(os.path.abspath(__file__))
 MESHES = os.path.join(os.path.dirname(HERE), "meshes")
 
@@ -76,9 +76,11 @@ def study_model(name="learned-v", centres=5, time=2.0, steps=8):
       :math:`1/(1+(v/0.08)^2)`), the structure of Gilboa's NCDF and of the Araújo et al. models;
     * ``"learned-modulated"``: ``"learned"`` with the factor :math:`h_{11}(v)` of the :math:`u`-diffusivity
       (:func:`~fem_crossdiff.learning.with_modulation`, weights nonzero);
+    * ``"learned-reacting"``: ``"learned-modulated"`` with the reaction :math:`\psi(v)` in the :math:`u`-equation
+      (:func:`~fem_crossdiff.learning.with_psi`, signed weights nonzero);
     * ``"nonlinear-cross"``: Araújo et al.'s model with reaction, one stage.
     """
-    from .learning import FLOOR, fit_rbf, learned_template
+    from .learning import FLOOR, fit_rbf, learned_template, with_psi
     from .models import CrossDiffusionModel, Influence, make_model
     if name == "nonlinear-cross":
         return make_model("nonlinear-cross", d11=1.0, d12=-0.2, d21=0.3, d22=0.6, k=0.05, lam=0.1, mu=0.2,
@@ -86,7 +88,8 @@ def study_model(name="learned-v", centres=5, time=2.0, steps=8):
     if name not in STUDY_MODELS:
         raise ValueError(f"unknown study model '{name}'; expected one of {', '.join(STUDY_MODELS)}")
     d = learned_template(stages=2, centres=centres, time=time, steps=steps,
-                         modulation=centres if name == "learned-modulated" else 0).to_dict()
+                         modulation=centres if name in ("learned-modulated", "learned-reacting") else 0)
+    d = (with_psi(d, centres) if name == "learned-reacting" else d).to_dict()
     d.pop("certificate")
     d.pop("format", None)
     if name == "learned-v":
@@ -99,9 +102,12 @@ def study_model(name="learned-v", centres=5, time=2.0, steps=8):
     s0, s1 = d["stages"][0], d["stages"][1]
     s0.update(rho=0.2, lam=0.1, mu=0.2, w11=bump(s0["w11"], 0.05), w22=bump(s0["w22"], 0.1))
     s1.update(d22=0.7, beta=-0.3, lam=0.05, mu=0.1, w11=bump(s1["w11"], 0.1), w22=bump(s1["w22"], 0.05))
-    if name == "learned-modulated":
+    if name in ("learned-modulated", "learned-reacting"):
         s0.update(w11h=bump(s0["w11h"], 0.3))
         s1.update(w11h=bump(s1["w11h"], 0.6))
+    if name == "learned-reacting":
+        s0.update(wpsi=bump(s0["wpsi"], -0.5))
+        s1.update(wpsi=(-np.asarray(bump(s1["wpsi"], 0.4))[::-1]).tolist())
     d["name"] = f"study-{name}"
     return CrossDiffusionModel.from_dict(d, name)
 

@@ -2,10 +2,11 @@ r"""Time stepping for :math:`\partial_t w = \nabla\cdot(D(w)\nabla w) + R(w, f)`
 
 Schemes, with :math:`\tau = T/N` and :math:`(\cdot,\cdot)` the :math:`L^2` product on the Q1 space:
 
-* ``"semi-implicit"`` (default, linear per step, first order): coefficients lagged, reaction implicit,
+* ``"semi-implicit"`` (default, linear per step, first order): coefficients lagged, linear reaction implicit,
+  a learned reaction :math:`\psi(v)` (:class:`~fem_crossdiff.models.CrossDiffusionModel`) explicit,
 
   .. math:: (w^{n+1}-w^n, \varphi) + \tau (D(w^n)\nabla w^{n+1}, \nabla\varphi)
-            - \tau (R(w^{n+1}, f), \varphi) = 0 ;
+            - \tau (R(w^{n+1}, f) + (\psi(v^n) - \psi(v^{n+1}), 0), \varphi) = 0 ;
 
 * ``"implicit"`` (backward Euler, Newton, first order) and ``"crank-nicolson"`` (second order), both the
   θ-scheme :math:`(w^{n+1}-w^n,\varphi) + \tau[\theta A(w^{n+1}) + (1-\theta) A(w^n)](\varphi) = 0` with
@@ -115,7 +116,7 @@ class Evolution:
         reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
         a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
              + dt * ufl.inner(ufl.dot(dm.D(w_old, k, p), ufl.grad(trial)), ufl.grad(phi))) * dx
-        rhs = ufl.as_vector([p["lam"] * f, 0])
+        rhs = ufl.as_vector([p["lam"] * f + dm.psi(w_old, k, p), 0])     # psi(v) explicit
         if self.source is not None:
             rhs = rhs + self.source(self.t + dt, dm, f)
         L = (ufl.inner(w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
@@ -249,8 +250,7 @@ _CACHE = {}
 
 def _evolution_for(shape, model, refine, scheme, time, steps, solver_parameters):
     """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon)."""
-    key = (tuple(shape), refine, scheme, model.name, model.g11, model.g22, model.h11, len(model.stages), time, steps,
-           repr(sorted((solver_parameters or {}).items())))
+    key = (tuple(shape), refine, scheme, model.structure, time, steps, repr(sorted((solver_parameters or {}).items())))
     ev = _CACHE.get(key)
     if ev is None:
         if len(_CACHE) > 16:

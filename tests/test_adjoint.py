@@ -73,16 +73,17 @@ def test_hand_written_D_is_the_model_D(name, pair):
         assert fd.assemble(ufl.inner(dm.D(W, k), dm.D(W, k)) * fd.dx) > 1.0
 
 
-def test_modulated_model_gradients_discrete_matches_differences_continuous_is_close(pair):
-    """With the factor h11(v): pyadjoint's gradient equals finite differences; the continuous adjoint's gap to
-    it, the w11h entries alone included, shrinks at first order in tau."""
-    model = study_model("learned-modulated", centres=3)
+@pytest.mark.parametrize("name, entry", [("learned-modulated", "w11h"), ("learned-reacting", "wpsi")])
+def test_modulated_and_reacting_gradients_discrete_matches_differences_continuous_is_close(name, entry, pair):
+    """With the factor h11(v) (and the reaction psi(v)): pyadjoint's gradient equals finite differences; the
+    continuous adjoint's gap to it, the w11h (wpsi) entries alone included, shrinks at first order in tau."""
+    model = study_model(name, centres=3)
     gp = GradientProblem(model, *pair, steps=4)
     _, gd = gp.discrete_gradient()
     gf = gp.fd_gradient(eps=1e-6)
     assert relative_gap(gf, gd) < 1e-5, (gd, gf)
     h = [i for i, n in enumerate(n for st in model.stages for n in model.parameter_names
-                                 for _ in range(np.size(st[n]))) if n == "w11h"]
+                                 for _ in range(np.size(st[n]))) if n == entry]
     assert len(h) == 6 and np.abs(gd[h]).max() > 1e-3 * np.abs(gd).max()
     levels = _gaps(model, pair, [(0, 8), (0, 16), (0, 32)])
     for sel in (slice(None), h):

@@ -62,9 +62,17 @@ def _modulated():
                               for k, st in enumerate(model.stages)])
 
 
+def _reacting():
+    """The modulated template with the reaction psi(v) in the u-equation, its signed weights nonzero."""
+    from fem_crossdiff.learning import with_psi
+    model = with_psi(_modulated(), 5, span=0.05)
+    return model.with_stages([dict(st, wpsi=[0.4, -0.3 * (k + 1), 0.0, 0.5, -1.0])
+                              for k, st in enumerate(model.stages)])
+
+
 MODEL_CASES = {**{name: (lambda name=name: make_model(name)) for name in MODELS},
                "learned": _learned, "modulated": _modulated, "rbf-v": _rbf_v, "rbf-v-equal": lambda: _rbf_v(equal=True),
-               "unequal": _unequal_rates, "grad-rbf": _gradient_rbf}
+               "unequal": _unequal_rates, "grad-rbf": _gradient_rbf, "reacting": _reacting}
 
 
 def _random_state(ev, rng):
@@ -135,7 +143,7 @@ def test_transposed_fill_is_the_transpose_of_the_ufl_matrix(name, rng):
 
 
 @pytest.mark.parametrize("refine", [0, 1])
-@pytest.mark.parametrize("name", ["learned", "modulated"])
+@pytest.mark.parametrize("name", ["learned", "modulated", "reacting"])
 def test_c_step_derivatives_equal_firedrake_assembly(name, refine, rng):
     """The C pass of fastadjoint gives -dF/dw^n[λ] and -dF/dP[λ] of a step as Firedrake assembles them."""
     from fem_crossdiff.fastadjoint import FastStepAdjoint
@@ -198,7 +206,7 @@ def _run(model, img, **kw):
     return ev, w.dat.data_ro.copy()
 
 
-@pytest.mark.parametrize("name", ["nonlinear-complex", "perona-malik", "learned", "rbf-v", "heat"])
+@pytest.mark.parametrize("name", ["nonlinear-complex", "perona-malik", "learned", "reacting", "rbf-v", "heat"])
 def test_fast_and_ufl_paths_give_the_same_evolution(name, rng):
     img = 0.5 + 0.3 * (np.arange(24)[None, :] > 11) + 0.05 * rng.standard_normal((20, 24))
     model = MODEL_CASES[name]()

@@ -7,18 +7,21 @@ import numpy as np
 import pytest
 
 from fem_crossdiff.learning import (BOUNDS, DatasetLoss, bounds, dataset_reduced_functional, learned_template,
-                                    pack, train, training_pairs, unpack)
+                                    pack, train, training_pairs, unpack, with_psi)
 from fem_crossdiff.models import ModelError, load_model, save_model
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A 2-stage learnable model (with the factor h11(v)) and two 20×20 training pairs (from non-test images)."""
-    model = learned_template(stages=2, centres=5, time=3.0, steps=4, modulation=3)
+    """A 2-stage learnable model (with the factor h11(v) and the reaction psi(v)) and two 20×20 training pairs (from
+    non-test images)."""
+    model = with_psi(learned_template(stages=2, centres=5, time=3.0, steps=4, modulation=3), 3)
     # move away from the symmetric initial guess so that every parameter block matters
     x = pack(model)
     x += 0.05 * np.random.default_rng(0).random(x.size)
-    model = model.with_stages(unpack(model, x))
+    stages = [dict(st, wpsi=(0.02 * np.random.default_rng(k).standard_normal(3)).tolist())   # signed, small
+              for k, st in enumerate(unpack(model, x))]
+    model = model.with_stages(stages)
     return model, training_pairs(["brick", "text"], 25, patch=20, per_image=1, seed=1)
 
 
@@ -28,7 +31,8 @@ def _remainders(fun, grad, x, direction, h0=1e-2):
     return np.array([abs(fun(x + h * direction) - J0 - h * grad @ direction) for h in hs])
 
 
-BLOCKS = {"matrix": ("d11", "d22", "rho", "beta"), "reaction": ("lam", "mu"), "g11": ("w11",), "g22": ("w22",), "h11": ("w11h",)}
+BLOCKS = {"matrix": ("d11", "d22", "rho", "beta"), "reaction": ("lam", "mu"), "g11": ("w11",), "g22": ("w22",),
+          "h11": ("w11h",), "psi": ("wpsi",)}
 
 
 def test_pixel_misfit_is_the_mean_squared_pixel_error_and_L2_discounts_fine_scales(tiny):

@@ -154,3 +154,54 @@ def test_model_json_round_trip_and_tampering(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ModelError, match="junk.json: not a valid model JSON"):
         load_model(tmp_path / "junk.json")
+
+
+def _with_psi(model, weights, span=0.05):
+    from fem_crossdiff.learning import with_psi
+    model = with_psi(model, len(weights), span)
+    return model.with_stages([dict(st, wpsi=list(weights)) for st in model.stages])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_reaction_psi_adds_its_mass_exactly(fast, noisy_small):
+    """With v ≡ 0 (no coupling) and λ = 0, d/dt ∫u = ∫ψ(0) = ψ(0)|Ω|: the grey mass grows by T ψ(0) |Ω| exactly
+    (Neumann: diffusion conserves mass), on the fast and the UFL path alike."""
+    _, noisy = noisy_small
+    model = _with_psi(make_model("perona-malik", time=0.5, steps=5), [0.2, -0.1, 0.3, 0.05, 0.1])
+    psi0 = float(model.psi.evaluate(np.array(0.0), model.stages[0]["wpsi"]))
+    ev, f, w = _evolve(noisy, model, fast=fast)
+    assert (ev._fast is not None) == fast
+    area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=ev.mesh))
+    gained = fd.assemble(w[0] * fd.dx) - fd.assemble(f * fd.dx)
+    assert abs(psi0) > 0.05 and abs(gained - 0.5 * psi0 * area) < 1e-10 * area
+    assert np.abs(w.dat.data_ro[:, 1]).max() == 0.0
+
+
+def test_psi_model_round_trip_and_bad_psi_refused(tmp_path):
+    from fem_crossdiff.models import CrossDiffusionModel, Influence
+    model = _with_psi(make_model("nonlinear-cross"), [0.1, -0.2, 0.3])
+    save_model(model, tmp_path / "psi.json")
+    assert load_model(tmp_path / "psi.json") == model
+    d = model.to_dict()
+    del d["certificate"]
+    with pytest.raises(ModelError, match="psi must be an rbf influence of v with floor 0"):
+        CrossDiffusionModel.from_dict(dict(d, psi=dict(d["psi"], floor=0.1)))
+    with pytest.raises(ModelError, match="psi must be an rbf influence of v with floor 0"):
+        CrossDiffusionModel.from_dict(dict(d, psi=dict(d["psi"], variable="grad_u")))
+    with pytest.raises(ModelError, match="stage 0: wpsi must have 3 weights"):
+        CrossDiffusionModel.from_dict(dict(d, stages=[dict(d["stages"][0], wpsi=[0.1, 0.2])]))
+    with pytest.raises(ModelError, match="unknown parameters \\['wpsi'\\]"):
+        CrossDiffusionModel.from_dict(dict(d, psi=None))
+    with pytest.raises(ModelError, match="rbf influence g11 needs a floor > 0"):
+        CrossDiffusionModel("bad", g11=Influence("rbf", "v", floor=0.0, centres=3), stages=[dict(
+            d11=1.0, d22=1.0, rho=0.0, beta=0.0, lam=0.0, mu=0.0, w11=[1.0, 1.0, 1.0])])
+
+
+def test_denoise_reuses_no_evolution_of_another_model_structure(noisy_small):
+    """denoise() caches compiled evolutions by model structure: the same model with and without psi, in turn."""
+    from fem_crossdiff.timestepping import denoise
+    _, noisy = noisy_small
+    plain = make_model("nonlinear-cross", time=0.5, steps=3)
+    psi = _with_psi(plain, [0.3, -0.2, 0.4])
+    first, with_psi, again = denoise(noisy, plain), denoise(noisy, psi), denoise(noisy, plain)
+    assert np.array_equal(first, again) and np.abs(with_psi - first).max() > 1e-3
