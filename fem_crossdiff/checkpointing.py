@@ -82,7 +82,7 @@ class _Sweep:
         fm.w_old.dat.data_wo[...] = w_n
         fm.w_new.dat.data_wo[...] = w_np1
         fm.f.dat.data_wo[...] = self.ev.f.dat.data_ro
-        fm.P.dat.data_wo[...] = dm.stage_functions[k].dat.data_ro
+        fm.set_parameters(dm.stage_functions[k])
         fm.adjoint_solve(wbar, k, fields)
         grad, wbar = fm.derivatives(need_state=n > 0)
         self.grad[k * self.size:(k + 1) * self.size] += grad

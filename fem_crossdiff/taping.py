@@ -74,11 +74,11 @@ class StepForms:
         cofunction (None unless ``need_state``). By the C kernel where it applies, else Firedrake's assembly."""
         fast = self._fast_adjoint()
         if fast is None:
+            self.firedrake_ready()
             grad = self.minus_dF[2].assemble().dat.data_ro.sum(axis=0)
             return grad, (self.minus_dF[0].assemble().copy(deepcopy=True) if need_state else None)
-        numbers = self.ev.model.unpack_stage(self.P.dat.data_ro[0])
         wbar, grad = fast(self.w_old.dat.data_ro, self.w_new.dat.data_ro, self.adj.dat.data_ro,
-                          self.f.dat.data_ro, numbers, self.tau)
+                          self.f.dat.data_ro, self.stage_numbers(), self.tau)
         if not need_state:
             return grad, None
         out = fd.Cofunction(self.ev.W.dual())
@@ -86,9 +86,29 @@ class StepForms:
         return grad, out
 
     def load(self, w_old, f, P):
-        """Copy a step's values into the placeholders (plain array copies: ``assign`` costs a parallel loop)."""
-        for mine, theirs in ((self.w_old, w_old), (self.f, f), (self.P, P)):
+        """Copy a step's state and data into the placeholders (plain array copies: ``assign`` costs a parallel
+        loop) and take its stage parameters ``P`` (:meth:`set_parameters`)."""
+        for mine, theirs in ((self.w_old, w_old), (self.f, f)):
             mine.dat.data_wo[...] = theirs.dat.data_ro
+        self.set_parameters(P)
+
+    def set_parameters(self, P):
+        """The step's stage parameters, a DG0 function constant in space: the fast path reads only their numbers
+        (:meth:`stage_numbers`); the cell-by-cell copy into the placeholder, as large as the mesh times the number
+        of parameters, is made only when Firedrake assembles a form (:meth:`firedrake_ready`)."""
+        self._P_source, self._P_copied, self._numbers = P, False, None
+
+    def stage_numbers(self):
+        """The step's stage parameters as a dictionary of numbers (unpacked once per step)."""
+        if self._numbers is None:
+            self._numbers = self.ev.model.unpack_stage(self._P_source.dat.data_ro[0])
+        return self._numbers
+
+    def firedrake_ready(self):
+        """Copy the stage parameters into the placeholder ``P`` (once per step) before Firedrake assembles."""
+        if not self._P_copied:
+            self.P.dat.data_wo[...] = self._P_source.dat.data_ro
+            self._P_copied = True
 
     def adjoint_solve(self, rhs, stage, fields=None):
         r""":math:`A(w^n, P)^T\lambda = \bar w^{n+1}` (``rhs``) into :attr:`adj`, the placeholders loaded. By the
@@ -96,10 +116,11 @@ class StepForms:
         ``fields`` if kept), else (or if that solve did not converge) by Firedrake's assembly of :math:`A^T`."""
         fast = self.ev._fast
         if fast is not None:
-            numbers = self.ev.model.unpack_stage(self.P.dat.data_ro[0])
             with rhs.dat.vec_ro as b, self.adj.dat.vec_wo as x:
-                if fast.solve_transpose(self.w_old.dat.data_ro, stage, self.tau, numbers, b, x, fields) > 0:
+                if fast.solve_transpose(self.w_old.dat.data_ro, stage, self.tau, self.stage_numbers(), b, x,
+                                        fields) > 0:
                     return
+        self.firedrake_ready()
         self.adjoint_operator.assemble(tensor=self.A_T)
         self.adjoint_solver.solve(self.adj, rhs)
 
@@ -119,6 +140,7 @@ class SemiImplicitStepBlock(Block):
     def recompute_component(self, inputs, block_variable, idx, prepared):
         fm = self.forms
         fm.load(*inputs)
+        fm.firedrake_ready()
         fm.forward_solver.solve()
         return fm.w_new.copy(deepcopy=True)
 
@@ -140,4 +162,5 @@ class SemiImplicitStepBlock(Block):
     def evaluate_adj_component(self, inputs, adj_inputs, block_variable, idx, prepared=None):
         if prepared is not None and idx in prepared:
             return prepared[idx]
+        self.forms.firedrake_ready()
         return self.forms.minus_dF[idx].assemble()
