@@ -298,6 +298,22 @@ def test_non_elliptic_or_corrupt_learned_files_are_refused(tmp_path, tiny):
         load_model(tmp_path / "cert.json")
 
 
+def test_adding_psi_to_a_trained_model_starts_where_it_was_and_learns_signed_weights(tmp_path):
+    """train(init=..., psi=N): psi = 0 at first (same loss as the init model), then the signed weights move and the
+    loss drops; the saved model records the option and keeps its psi when continued."""
+    kwargs = dict(images=["brick", "text"], patch=16, per_image=1, log=lambda *a, **k: None)
+    first, _ = train(str(tmp_path / "a.json"), stages=1, steps=3, time_=2.0, centres=4, maxiter=2, modulation=0,
+                     **kwargs)
+    model, history = train(str(tmp_path / "b.json"), init=str(tmp_path / "a.json"), psi=3, maxiter=3, **kwargs)
+    assert model.psi is not None and model.provenance["settings"]["psi"] == 3
+    assert np.isclose(model.provenance["initial_loss"], first.provenance["final_loss"], rtol=1e-10)
+    assert model.provenance["final_loss"] < model.provenance["initial_loss"]
+    w = np.array(model.stages[0]["wpsi"])
+    assert np.abs(w).max() > 0 and np.all(np.abs(w) <= BOUNDS["wpsi"][1])
+    again, _ = train(str(tmp_path / "c.json"), init=str(tmp_path / "b.json"), maxiter=1, **kwargs)
+    assert again.psi == model.psi
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path):
     out = str(tmp_path / "m.json")
     kwargs = dict(images=["brick"], patch=16, per_image=1, stages=1, steps=3, time_=2.0, centres=3,
