@@ -36,6 +36,7 @@ class StepForms:
         self.w_old, self.w_new, self.adj = (fd.Function(ev.W) for _ in range(3))
         self.f = fd.Function(ev.V)
         self.P = fd.Function(dm.stage_functions[0].function_space())
+        self.set_parameters(dm.stage_functions[0])
         a, L = ev._semi_implicit_forms(0, params=dm.components(self.P), w_old=self.w_old, f=self.f)
         phi = a.arguments()[0]
         F = ufl.action(a, self.w_new) - L
