@@ -137,8 +137,8 @@ class ContinuousAdjoint:
     ``theta=1`` is implicit Euler (first order), ``theta=0.5`` Crank–Nicolson (second order).
     ``state_term="explicit"`` (default) moves the :math:`D'(w)` and :math:`\psi'` parts of :math:`B_k` to the
     right-hand side at the known level :math:`t_{n+1}` — like the lagged coefficients of the semi-implicit state
-    scheme, and robust where that part is anti-diffusive (Perona–Malik-type :math:`g(|\nabla u|)` with a decreasing flux,
-    where the fully implicit step can be near-singular); ``"implicit"`` keeps it in the θ-scheme (needed for
+    scheme, and robust where that part is anti-diffusive (Perona–Malik-type :math:`g(|\nabla u|)` with a decreasing
+    flux, where the fully implicit step can be near-singular); ``"implicit"`` keeps it in the θ-scheme (needed for
     second order with θ = ½).
     """
 

@@ -249,7 +249,7 @@ class FastStepAdjoint:
         """``(wbar, grad)`` for the states ``w_old``, ``w_new`` and adjoint ``adj`` (nodes, 2 each), data ``f``
         (nodes,), stage numbers ``stage`` (a dictionary) and step ``tau``."""
         m = self.model
-        keys = [("11", m.g11), ("22", m.g22), ("11h", m.h11)] + ([("psi", m.psi)] if m.psi is not None else [])
+        keys = m.functions
         rbfd = np.zeros((4, 4))
         a = []
         for row, (key, g) in zip(rbfd, keys):

@@ -95,12 +95,7 @@ def with_modulation(model, centres, span=0.05):
     trained model is a warm start); the edge indicator then modulates edge stopping. Unchanged if it has one."""
     if model.h11.kind != "one":
         return model
-    h11 = Influence("rbf", "v", floor=1.0, centres=centres, span=span)
-    stages = [dict(st, w11h=[0.0] * centres) for st in model.stages]
-    d = model.to_dict()
-    d.pop("certificate")
-    d.update(h11=h11.__dict__, stages=stages)
-    return CrossDiffusionModel.from_dict(d, model.name)
+    return _with_zero_weights(model, "h11", Influence("rbf", "v", floor=1.0, centres=centres, span=span), "w11h")
 
 
 def with_psi(model, centres, span=0.05):
@@ -109,12 +104,14 @@ def with_psi(model, centres, span=0.05):
     trained model is a warm start). Unchanged if it has one."""
     if model.psi is not None:
         return model
-    psi = Influence("rbf", "v", floor=0.0, centres=centres, span=span)
-    stages = [dict(st, wpsi=[0.0] * centres) for st in model.stages]
-    d = model.to_dict()
-    d.pop("certificate")
-    d.update(psi=psi.__dict__, stages=stages)
-    return CrossDiffusionModel.from_dict(d, model.name)
+    return _with_zero_weights(model, "psi", Influence("rbf", "v", floor=0.0, centres=centres, span=span), "wpsi")
+
+
+def _with_zero_weights(model, field, function, parameter):
+    """``model`` with its ``field`` ("h11", "psi") set to the RBF ``function``, whose weights ``parameter`` are 0 in
+    every stage."""
+    stages = [dict(st, **{parameter: [0.0] * function.centres}) for st in model.stages]
+    return model.replace(**{field: function.__dict__, "stages": stages})
 
 
 def pack(model):

@@ -188,6 +188,12 @@ class CrossDiffusionModel:
         return (("11", self.g11), ("22", self.g22), ("11h", self.h11))
 
     @property
+    def functions(self):
+        """``(key, function)`` of every parametrised function: :attr:`influences` and, if present, ``("psi", psi)``
+        (its parameter ``Influence.parameter("psi")`` is :data:`PSI_PARAMETER`)."""
+        return self.influences + ((("psi", self.psi),) if self.psi is not None else ())
+
+    @property
     def structure(self):
         """What fixes the model's forms (all but the stage values): name, influence functions, ψ, stage count."""
         return (self.name, self.g11, self.g22, self.h11, self.psi, len(self.stages))
@@ -204,11 +210,9 @@ class CrossDiffusionModel:
     @property
     def parameter_names(self):
         names = list(COEFFICIENTS)
-        for ij, g in self.influences:
+        for ij, g in self.functions:
             if g.parameter(ij):
                 names.append(g.parameter(ij))
-        if self.psi is not None:
-            names.append(PSI_PARAMETER)
         return names
 
     def _checked_stage(self, stage, k):
@@ -222,13 +226,10 @@ class CrossDiffusionModel:
         for key, val in stage.items():
             if not np.all(np.isfinite(val)):
                 raise ModelError(f"model '{self.name}' stage {k}: parameter {key}={val} is not finite")
-        for ij, g in self.influences:
+        for ij, g in self.functions:
             name = g.parameter(ij)
             if g.kind == "rbf" and np.shape(stage[name]) != (g.centres,):
                 raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
-        if self.psi is not None and np.shape(stage[PSI_PARAMETER]) != (self.psi.centres,):
-            raise ModelError(f"model '{self.name}' stage {k}: {PSI_PARAMETER} must have {self.psi.centres} "
-                             "weights")
         return stage
 
     @property
