@@ -36,7 +36,7 @@ parser.add_argument("--out", default="out/demos")
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)
 EDGES = (0.01, 0.03, 0.1)
-BINS = ["flat <0.01", "shading <0.03", "texture <0.1", "edges"]
+BINS = [f"{name} <{e:g}" for name, e in zip(("flat", "shading", "texture"), EDGES)] + ["edges"]
 
 # %% [markdown]
 # ## Denoise and split
