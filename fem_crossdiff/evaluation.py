@@ -4,6 +4,9 @@ Rows: noisy input, a learned model, every hand-tuned classic model (parameters t
 ``demos/tune_classic.py``, stored in ``fem_crossdiff/tuned.json``), TV-Chambolle with its weight tuned there too
 and with the per-image oracle weight (the best for each test image: a bound, not a method), and BM3D when the
 ``bm3d`` package is installed.
+
+Model *selection* never looks at those crops: :func:`validate` scores models on held-out crops of the training
+pictures (other crops, other noise than any training run of the shipped models), per picture.
 """
 import json
 import os
@@ -15,10 +18,13 @@ from .baselines import bm3d_denoise, tv_oracle
 from .data import test_set
 from .metrics import psnr, ssim
 
-__all__ = ["tuned_classic", "tuned_tv_weight", "shipped_model", "evaluate", "print_table"]
+__all__ = ["tuned_classic", "tuned_tv_weight", "shipped_model", "evaluate", "print_table", "HELDOUT",
+           "validate", "print_validation"]
 
 HERE = os.path.dirname(__file__)
 TUNED = os.path.join(HERE, "tuned.json")
+#: The held-out crops that chose every step of the shipped models: ``training_pairs(**HELDOUT)``.
+HELDOUT = {"patch": 96, "per_image": 2, "seed": 12345}
 
 
 def _tuned(section, sigma255):
@@ -106,6 +112,56 @@ def print_table(rows, out=print):
             out(f"{m:<20}{cells}{mean_p:>9.2f} / {mean_s:.3f}")
 
 
+def _training_seeds(provenance):
+    """The ``--seed`` of every training run in a model's chain (its provenance and the ``init_provenance`` inside)."""
+    seeds = []
+    while provenance:
+        seeds.append(provenance.get("settings", {}).get("seed"))
+        provenance = provenance.get("init_provenance")
+    return seeds
+
+
+def validate(models, sigma255, images=None, refine=0, log=print, **crops):
+    """Held-out PSNR, ``{label: [{picture: mean PSNR over its crops}, …]}`` (the list: the pixel mesh, then each
+    refinement up to ``refine``) on the crops ``training_pairs(images, sigma255, **HELDOUT)`` (``crops`` overrides
+    ``patch``, ``per_image``, ``seed``). Refuses a model trained with the same seed (its own crops)."""
+    from .data import TRAIN_IMAGES
+    from .learning import training_pairs
+    from .models import load_model
+    from .timestepping import denoise
+    crops = {**HELDOUT, **crops}
+    images = list(images or TRAIN_IMAGES)
+    pairs = training_pairs(images, sigma255, **crops)
+    scores = {}
+    for label, m in models.items():
+        m = load_model(m) if isinstance(m, str) else m
+        if crops["seed"] in _training_seeds(m.provenance):
+            raise ValueError(f"model '{label}' was trained with --seed {crops['seed']}: held-out crops need "
+                             "another seed")
+        scores[label] = []
+        for r in range(refine + 1):
+            psnrs = [psnr(clean, denoise(noisy, m, refine=r)) for clean, noisy in pairs]
+            scores[label].append(dict(zip(images, np.reshape(psnrs, (len(images), -1)).mean(axis=1))))
+        log(f"  {label} done")
+    return scores
+
+
+def print_validation(scores, out=print):
+    """Held-out PSNR per training picture (rows) and model and mesh (columns), the mean last; with two or more
+    models a last column: the last model minus the first on the pixel mesh."""
+    labels = list(scores)
+    columns = [(x, r) for x in labels for r in range(len(scores[x]))]
+    names = [x if r == 0 else f"{x} (h/{2 ** r})" for x, r in columns]
+    width = max(18, *(len(n) + 2 for n in names))
+    diff = len(labels) > 1
+    out(f"{'picture':<22}" + "".join(f"{n:>{width}}" for n in names) + (f"{'last − first':>14}" if diff else ""))
+    for im in list(scores[labels[0]][0]) + ["mean"]:
+        def value(x, r):
+            return np.mean(list(scores[x][r].values())) if im == "mean" else scores[x][r][im]
+        row = "".join(f"{value(x, r):>{width}.2f}" for x, r in columns)
+        out(f"{im:<22}{row}" + (f"{value(labels[-1], 0) - value(labels[0], 0):>+14.3f}" if diff else ""))
+
+
 def add_commands(sub):
     s = sub.add_parser("evaluate", help="PSNR/SSIM on the public test crops: learned vs tuned classic, TV, BM3D")
     s.add_argument("--model", nargs="+", help="learned model JSON(s) (default: the shipped model for each σ)")
@@ -114,6 +170,18 @@ def add_commands(sub):
     s.add_argument("--no-baselines", action="store_true", help="skip TV-Chambolle and BM3D")
     s.add_argument("--refine", type=int, default=0, help="also run the learned model(s) on a refined mesh")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("validate", help="held-out PSNR per training picture (crops no training run used): "
+                                        "how models are chosen")
+    s.add_argument("--model", nargs="+", help="learned model JSON(s) to compare (default: the shipped model)")
+    s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
+    s.add_argument("--images", nargs="+", help="bundled training pictures (default: all)")
+    s.add_argument("--patch", type=int, default=HELDOUT["patch"], help="crop size (default %(default)s)")
+    s.add_argument("--per-image", type=int, default=HELDOUT["per_image"], help="crops per picture (default "
+                   "%(default)s)")
+    s.add_argument("--seed", type=int, default=HELDOUT["seed"], help="crops and noise (default %(default)s)")
+    s.add_argument("--refine", type=int, default=0, help="also run the models on a refined mesh")
+    s.set_defaults(func=_cmd_validate)
 
 
 def _cmd_evaluate(args):
@@ -124,3 +192,17 @@ def _cmd_evaluate(args):
                     refine=args.refine, log=lambda *a: None)
     if MPI.COMM_WORLD.rank == 0:
         print_table(rows)
+
+
+def _cmd_validate(args):
+    from .models import load_model
+    from mpi4py import MPI
+    paths = args.model or [shipped_model(args.sigma)]
+    names = [os.path.basename(p) for p in paths]
+    models = {(n if names.count(n) == 1 else p): load_model(p) for n, p in zip(names, paths)}
+    scores = validate(models, args.sigma, images=args.images, refine=args.refine, log=lambda *a: None,
+                      patch=args.patch, per_image=args.per_image, seed=args.seed)
+    if MPI.COMM_WORLD.rank == 0:
+        print(f"held-out crops {args.patch}² ({args.per_image} per picture, seed {args.seed}), σ = {args.sigma:g}: "
+              "mean PSNR (dB)")
+        print_validation(scores)

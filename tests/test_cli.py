@@ -144,3 +144,37 @@ def test_evaluate_reports_tv_tuned_on_training_images_beside_its_per_image_oracl
     weak, strong = ([(clean, clean + s * rng.standard_normal(clean.shape))] for s in (0.05, 0.15))
     (w_weak, _), (w_strong, score) = tv_weight_for(weak), tv_weight_for(strong)
     assert w_weak < w_strong and 20 < score < 40
+
+
+def test_validate_scores_held_out_crops_per_picture_and_refuses_a_models_own_crops(tmp_path, capsys):
+    """``validate`` = mean PSNR of denoise over the held-out crops of each training picture (checked against the
+    direct computation); a model whose training chain used the held-out seed is refused by name."""
+    from fem_crossdiff.evaluation import validate
+    from fem_crossdiff.learning import training_pairs
+    from fem_crossdiff.models import make_model, save_model
+    from fem_crossdiff.timestepping import denoise
+    heat, pm = make_model("heat", time=1.0, steps=2), make_model("perona-malik", time=1.0, steps=2)
+    crops = dict(patch=16, per_image=2, seed=5)
+    scores = validate({"heat": heat, "pm": pm}, 25, images=["brick", "horse"], refine=1, log=lambda *a: None,
+                      **crops)
+    pairs = training_pairs(["brick", "horse"], 25, **crops)
+    for label, m in (("heat", heat), ("pm", pm)):
+        for r in (0, 1):
+            direct = [psnr(c, denoise(n, m, refine=r)) for c, n in pairs]
+            assert scores[label][r] == pytest.approx({"brick": np.mean(direct[:2]), "horse": np.mean(direct[2:])},
+                                                     rel=1e-12)
+    chained = heat.replace(provenance={"settings": {"seed": 0}, "init_provenance": {"settings": {"seed": 5}}})
+    with pytest.raises(ValueError, match="trained with --seed 5"):
+        validate({"chained": chained}, 25, images=["brick"], **crops)
+    save_model(pm, str(tmp_path / "pm.json"))
+    save_model(heat, str(tmp_path / "heat.json"))
+    assert main(["validate", "--model", str(tmp_path / "heat.json"), str(tmp_path / "pm.json"), "--images",
+                 "brick", "horse", "--patch", "16", "--seed", "5"]) == 0
+    lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["picture"] == ["heat.json", "pm.json", "last", "−", "first"]
+    for picture in ("brick", "horse"):
+        assert float(lines[picture][1]) == pytest.approx(scores["pm"][0][picture], abs=0.006)
+    mean_heat, mean_pm, diff = map(float, lines["mean"])
+    assert diff == pytest.approx(mean_pm - mean_heat, abs=0.011)
+    assert main(["validate", "--model", str(tmp_path / "pm.json"), "--images", "brick", "--patch", "999"]) == 2
+    assert "smaller than the patch size 999" in capsys.readouterr().err
