@@ -130,6 +130,11 @@ def validate(models, sigma255, images=None, refine=0, log=print, **crops):
     from .models import load_model
     from .timestepping import denoise
     crops = {**HELDOUT, **crops}
+    for name, low in (("patch", 2), ("per_image", 1)):
+        if int(crops[name]) != crops[name] or crops[name] < low:
+            raise ValueError(f"held-out {name} = {crops[name]}; expected an integer ≥ {low}")
+    if refine < 0:
+        raise ValueError(f"refine = {refine}; expected 0 (the pixel mesh) or more")
     images = list(images or TRAIN_IMAGES)
     pairs = training_pairs(images, sigma255, **crops)
     scores = {}
@@ -155,11 +160,11 @@ def print_validation(scores, out=print):
     width = max(18, *(len(n) + 2 for n in names))
     diff = len(labels) > 1
     out(f"{'picture':<22}" + "".join(f"{n:>{width}}" for n in names) + (f"{'last − first':>14}" if diff else ""))
+    def value(x, r, im):
+        return np.mean(list(scores[x][r].values())) if im == "mean" else scores[x][r][im]
     for im in list(scores[labels[0]][0]) + ["mean"]:
-        def value(x, r):
-            return np.mean(list(scores[x][r].values())) if im == "mean" else scores[x][r][im]
-        row = "".join(f"{value(x, r):>{width}.2f}" for x, r in columns)
-        out(f"{im:<22}{row}" + (f"{value(labels[-1], 0) - value(labels[0], 0):>+14.3f}" if diff else ""))
+        row = "".join(f"{value(x, r, im):>{width}.2f}" for x, r in columns)
+        out(f"{im:<22}{row}" + (f"{value(labels[-1], 0, im) - value(labels[0], 0, im):>+14.3f}" if diff else ""))
 
 
 def add_commands(sub):

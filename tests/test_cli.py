@@ -178,3 +178,6 @@ def test_validate_scores_held_out_crops_per_picture_and_refuses_a_models_own_cro
     assert diff == pytest.approx(mean_pm - mean_heat, abs=0.011)
     assert main(["validate", "--model", str(tmp_path / "pm.json"), "--images", "brick", "--patch", "999"]) == 2
     assert "smaller than the patch size 999" in capsys.readouterr().err
+    for option, value, message in (("--per-image", "0", "per_image = 0"), ("--refine", "-1", "refine = -1")):
+        assert main(["validate", "--model", str(tmp_path / "pm.json"), option, value]) == 2
+        assert message in capsys.readouterr().err
