@@ -27,7 +27,7 @@ import fem_crossdiff as fc  # noqa: E402
 from fem_crossdiff.baselines import bm3d_denoise, tv_oracle  # noqa: E402
 from fem_crossdiff.data import test_set  # noqa: E402
 from fem_crossdiff.evaluation import shipped_model, tuned_tv_weight  # noqa: E402
-from fem_crossdiff.metrics import edge_strength, error_by_edge_strength  # noqa: E402
+from fem_crossdiff.metrics import EDGE_BINS, edge_strength, error_by_edge_strength  # noqa: E402
 
 parser = argparse.ArgumentParser(description="squared error split by edge strength")
 parser.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
@@ -35,8 +35,7 @@ parser.add_argument("--quick", action="store_true", help="two images, 128² crop
 parser.add_argument("--out", default="out/demos")
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)
-EDGES = (0.01, 0.03, 0.1)
-BINS = [f"{name} <{e:g}" for name, e in zip(("flat", "shading", "texture"), EDGES)] + ["edges"]
+BINS = [f"{name} <{e:g}" for name, e in zip(("flat", "shading", "texture"), EDGE_BINS)] + ["edges"]
 
 # %% [markdown]
 # ## Denoise and split
@@ -55,7 +54,7 @@ for name, clean, noisy in data:
     if u_bm is not None:
         results["BM3D"] = u_bm
     for method, u in results.items():
-        splits[name, method] = error_by_edge_strength(clean, u, EDGES)
+        splits[name, method] = error_by_edge_strength(clean, u)
     maps[name] = (clean, results)
 methods = list(results)
 

@@ -4,7 +4,10 @@ import numpy as np
 
 from .images import check_image
 
-__all__ = ["psnr", "ssim", "mse", "edge_strength", "error_by_edge_strength"]
+__all__ = ["psnr", "ssim", "mse", "edge_strength", "error_by_edge_strength", "EDGE_BINS"]
+
+#: Edge-strength bin edges of :func:`error_by_edge_strength`: flat, shading, texture, edges.
+EDGE_BINS = (0.01, 0.03, 0.1)
 
 
 def _pair(clean, test):
@@ -39,7 +42,7 @@ def edge_strength(img):
     return np.hypot(ndimage.sobel(img, 0), ndimage.sobel(img, 1)) / 8.0
 
 
-def error_by_edge_strength(clean, test, edges=(0.01, 0.03, 0.1)):
+def error_by_edge_strength(clean, test, edges=EDGE_BINS):
     r"""Where the squared error is: for the bins :math:`[0, e_1), [e_1, e_2), \dots, [e_n, \infty)` of the clean
     image's :func:`edge_strength`, ``(fraction of the pixels, share of the MSE)``, two arrays of ``len(edges) + 1``;
     the shares sum to :func:`mse`, the fractions to 1."""
