@@ -189,10 +189,16 @@ def add_commands(sub):
     s.set_defaults(func=_cmd_validate)
 
 
-def _cmd_evaluate(args):
+def _load_labelled(paths):
+    """{label: model} for model files, labelled by file name (by path where two names coincide)."""
     from .models import load_model
+    names = [os.path.basename(p) for p in paths]
+    return {(n if names.count(n) == 1 else p): load_model(p) for n, p in zip(names, paths)}
+
+
+def _cmd_evaluate(args):
     from mpi4py import MPI
-    models = {os.path.basename(p): load_model(p) for p in args.model} if args.model else None
+    models = _load_labelled(args.model) if args.model else None
     rows = evaluate(models, sigmas=args.sigma, size=args.size, baselines=not args.no_baselines,
                     refine=args.refine, log=lambda *a: None)
     if MPI.COMM_WORLD.rank == 0:
@@ -200,11 +206,8 @@ def _cmd_evaluate(args):
 
 
 def _cmd_validate(args):
-    from .models import load_model
     from mpi4py import MPI
-    paths = args.model or [shipped_model(args.sigma)]
-    names = [os.path.basename(p) for p in paths]
-    models = {(n if names.count(n) == 1 else p): load_model(p) for n, p in zip(names, paths)}
+    models = _load_labelled(args.model or [shipped_model(args.sigma)])
     scores = validate(models, args.sigma, images=args.images, refine=args.refine, log=lambda *a: None,
                       patch=args.patch, per_image=args.per_image, seed=args.seed)
     if MPI.COMM_WORLD.rank == 0:
