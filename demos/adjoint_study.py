@@ -38,8 +38,8 @@ sys.argv = _argv
 
 from fem_crossdiff.adjoint import GradientProblem, relative_gap  # noqa: E402
 from fem_crossdiff.learning import pack  # noqa: E402
-from fem_crossdiff.studies import (STUDY_MODELS, adjoint_study, adjoint_tables, plot_adjoint_study,  # noqa: E402
-                                   study_model, study_pair)
+from fem_crossdiff.studies import (QUICK_LEVELS, STUDY_MODELS, adjoint_study, adjoint_tables,  # noqa: E402
+                                   plot_adjoint_study, study_model, study_pair)
 
 parser = argparse.ArgumentParser(description="continuous vs discrete adjoint gradients under refinement")
 parser.add_argument("--quick", action="store_true", help="16x16 crop and fewer levels (about 2 minutes)")
@@ -99,7 +99,7 @@ print(f"|g_disc - g_FD|/|g_disc| = {relative_gap(g_fd, g_disc):.2e}, "
 
 # %%
 t0 = time.perf_counter()
-kw = dict(dt_levels=4, h_levels=3, h_steps=8, joint_levels=3, cn_levels=3) if args.quick else {}
+kw = QUICK_LEVELS if args.quick else {}
 res = adjoint_study(model, clean, noisy, **kw)
 print(adjoint_tables(res))
 png = plot_adjoint_study(res, os.path.join(args.out, f"adjoint_study_{args.model}.png"),

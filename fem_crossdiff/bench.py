@@ -4,9 +4,8 @@ import time
 
 import numpy as np
 
-from .data import centre_crop, load
+from .data import centre_crop, load, noisy_pair
 from .metrics import psnr
-from .noise import gaussian_noise
 
 __all__ = ["run_bench", "run_gradient_bench", "time_call"]
 
@@ -24,7 +23,7 @@ def time_call(fn, repeats):
 def _test_image(size, sigma255):
     base = load("camera") if size <= 512 else np.tile(load("camera"), (2, 2))
     clean = centre_crop(base, size)
-    return clean, gaussian_noise(clean, sigma255 / 255, seed=0)
+    return noisy_pair(clean, sigma255, seed=0)
 
 
 def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, sigma255=25.0, out=print):

@@ -87,6 +87,10 @@ def checkpoints_option(text):
 
 def cmd_bench(args):
     from .bench import run_bench, run_gradient_bench
+    for name, values, least in (("--sizes", args.sizes or [], 2), ("--repeats", [args.repeats], 1),
+                                ("--steps", [args.steps] if args.steps is not None else [], 1)):
+        if any(v < least for v in values):
+            raise ValueError(f"{name} {' '.join(map(str, values))}: expected integers >= {least}")
     if args.gradient:
         run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
                            repeats=args.repeats, steps=args.steps,

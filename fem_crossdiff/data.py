@@ -5,11 +5,18 @@ Test (public benchmark): 256×256 centre crops of camera, astronaut (grey), coin
 """
 import numpy as np
 
-__all__ = ["TEST_IMAGES", "TRAIN_IMAGES", "load", "centre_crop", "test_set", "noisy_pair"]
+__all__ = ["TEST_IMAGES", "TRAIN_IMAGES", "load", "centre_crop", "test_set", "noisy_pair", "check_sigma255",
+           "check_image_name"]
 
 TEST_IMAGES = ("camera", "astronaut", "coins", "moon")
 TRAIN_IMAGES = ("brick", "grass", "gravel", "text", "page", "clock", "chelsea", "coffee", "rocket",
                 "hubble_deep_field", "immunohistochemistry", "horse", "cell", "microaneurysms")
+
+
+def check_image_name(name):
+    """Refuse a name that is not one of the bundled pictures this package uses."""
+    if name not in TEST_IMAGES + TRAIN_IMAGES:
+        raise ValueError(f"unknown image '{name}'; expected one of {', '.join(TEST_IMAGES + TRAIN_IMAGES)}")
 
 
 def load(name):
@@ -17,10 +24,8 @@ def load(name):
     import skimage.data
     from skimage.color import rgb2gray, rgba2rgb
     from skimage.util import img_as_float
-    if name in TEST_IMAGES + TRAIN_IMAGES and hasattr(skimage.data, name):
-        img = getattr(skimage.data, name)()
-    else:
-        raise ValueError(f"unknown image '{name}'; expected one of {', '.join(TEST_IMAGES + TRAIN_IMAGES)}")
+    check_image_name(name)
+    img = getattr(skimage.data, name)()
     if img.ndim == 3 and img.shape[-1] == 4:
         img = rgba2rgb(img)
     if img.ndim == 3:
@@ -35,9 +40,16 @@ def centre_crop(img, size=256):
     return np.ascontiguousarray(img[r:r + size, c:c + size])
 
 
+def check_sigma255(sigma255):
+    """Refuse a noise level ``sigma255`` (0–255 scale) that is not a finite number >= 0, in the user's units."""
+    if not (np.isfinite(sigma255) and sigma255 >= 0):
+        raise ValueError(f"noise level sigma {sigma255:g} (0-255 scale): expected a finite number >= 0")
+
+
 def noisy_pair(clean, sigma255, seed, kind="gaussian"):
     """(clean, noisy) with noise level ``sigma255`` on the 0–255 scale."""
     from .noise import add_noise
+    check_sigma255(sigma255)
     return clean, add_noise(clean, sigma255 / 255.0, kind, seed)
 
 

@@ -132,12 +132,15 @@ def bounds(model):
 # ------------------------------------------------------------------------------------------ data
 def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
     """(clean, noisy) patches from bundled images that are *not* public test images; deterministic in ``seed``."""
-    from .data import TEST_IMAGES, TRAIN_IMAGES, load
+    from .data import TEST_IMAGES, TRAIN_IMAGES, check_sigma255, load
     from .noise import gaussian_noise
     images = list(images or TRAIN_IMAGES)
     leaked = sorted(set(images) & set(TEST_IMAGES))
     if leaked:
         raise ValueError(f"training images {leaked} are public test images; choose from {', '.join(TRAIN_IMAGES)}")
+    check_sigma255(sigma255)
+    if int(patch) != patch or patch < 2 or int(per_image) != per_image or per_image < 1:
+        raise ValueError(f"patch {patch}, per_image {per_image}: expected a patch size >= 2 and >= 1 patch per image")
     rng = np.random.default_rng(seed)
     pairs = []
     for name in images:
@@ -395,6 +398,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
         raise ValueError(f"--out {out}: the model file must end in .json")
+    _check_counts(patch=(patch, 2), per_image=(per_image, 1), maxiter=(maxiter, 1), modulation=(modulation, 0),
+                  psi=(psi, 0), **({} if init else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
+    if not init and stages > steps:
+        raise ValueError(f"--stages {stages} exceeds --steps {steps}: every stage needs at least one time step")
     ckpt = Checkpoint(out + ".checkpoint")
     levels = list(np.atleast_1d(refine))
     if not all(int(r) == r and r >= 0 for r in levels) or len(set(levels)) != len(levels):
@@ -408,6 +415,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         settings["psi"] = psi
     history, t_used = [], 0.0
     start, init_provenance = _initial_model(init) if init else (None, None)
+    if os.path.exists(out):
+        raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
+                         "finished model further, start a new run with --init)")
     if resume:
         state = ckpt.load()
         if state["settings"] != settings:
@@ -417,8 +427,6 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         history, t_used = state["history"], state["elapsed"]
         log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
     else:
-        if os.path.exists(out):
-            raise ValueError(f"{out}: exists; choose another --out or remove it (it is never overwritten)")
         model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
         model = with_modulation(model, modulation) if modulation else model
         model = with_psi(model, psi) if psi else model
@@ -460,8 +468,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     interrupted = False
     try:
         res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
-                       options=dict(maxiter=max(maxiter - len(history), 0), maxcor=20, ftol=1e-12, gtol=1e-8))
-        x = res.x
+                       options=dict(maxiter=maxiter - len(history), maxcor=20, ftol=1e-12, gtol=1e-8)
+                       ) if len(history) < maxiter else None
+        x = res.x if res else pack(model)
     except KeyboardInterrupt:
         interrupted = True
         log(f"\ninterrupted: state of iteration {len(history)} is in {ckpt.path}; continue with --resume")
@@ -483,6 +492,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if interrupted:
         raise KeyboardInterrupt
     return final, history
+
+
+def _check_counts(**options):
+    """Refuse an option ``name=(value, least)`` that is not an integer ``>= least``, naming its command-line flag."""
+    for name, (value, least) in options.items():
+        if int(value) != value or value < least:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: expected an integer >= {least}")
 
 
 def _initial_model(path):

@@ -11,6 +11,7 @@ Commands (added to ``fem-crossdiff`` by :func:`add_commands`):
 
 Outputs (PNG, JSON) go to ``out/demos/`` by default.
 """
+import inspect
 import json
 import os
 import time as _time
@@ -272,6 +273,19 @@ def _jsonable(res):
     return {k: [{kk: conv(vv) for kk, vv in lv.items()} for lv in v] for k, v in res.items()}
 
 
+#: Integer options of :func:`adjoint_study`: (least admissible value, meaning).
+STUDY_COUNTS = {"steps0": (1, "coarsest number of time steps, T = 2"),
+                "dt_levels": (1, "time refinements on the pixel mesh"),
+                "h_levels": (1, "mesh refinements at fixed steps"),
+                "h_steps": (1, "steps of the fixed-tau mesh refinement"),
+                "joint_levels": (1, "joint refinements in h and tau"),
+                "cn_levels": (0, "Crank-Nicolson time refinements, 0: none"),
+                "fd_refine": (0, "finite differences on levels with refine <= this"),
+                "fd_steps": (0, "... and steps <= this")}
+#: Fewer levels for ``--quick`` (a 16² crop).
+QUICK_LEVELS = dict(dt_levels=4, h_levels=3, h_steps=8, joint_levels=3, cn_levels=3)
+
+
 def run_adjoint_study(model_name="learned-v", image="coins", size=32, sigma255=25.0, seed=0, out=OUT, quick=False,
                       log=print, **kwargs):
     """Build the model and data, run :func:`adjoint_study`, print the tables, save plot and JSON."""
@@ -279,8 +293,7 @@ def run_adjoint_study(model_name="learned-v", image="coins", size=32, sigma255=2
     os.makedirs(out, exist_ok=True)
     if quick:
         size = min(size, 16)
-        for k, v in dict(dt_levels=4, h_levels=3, h_steps=8, joint_levels=3, cn_levels=3).items():
-            kwargs.setdefault(k, v)
+        kwargs = {**QUICK_LEVELS, **kwargs}
     model = study_model(model_name)
     clean, noisy = study_pair(image, size, sigma255=sigma255, seed=seed)
     log(f"adjoint study: model {model.name} ({len(model.stages)} stages, {len(pack(model))} parameters), "
@@ -305,7 +318,9 @@ def refinement_study(quick=False, image="coins", size=16, log=print):
     """
     from .refinement import (functional_convergence, mms_model, self_convergence_image, space_convergence,
                              time_convergence, time_self_convergence_image)
+    from .data import check_image_name
     from .timestepping import SCHEMES
+    check_image_name(image)                                 # before the manufactured-solution runs, not after
     L = 3 if quick else 4
     series = {}
 
@@ -524,17 +539,14 @@ def add_commands(sub):
     s.add_argument("--image", default="coins")
     s.add_argument("--size", type=int, default=32, help="crop size in pixels (default 32)")
     s.add_argument("--sigma", type=float, default=25.0)
-    s.add_argument("--steps0", type=int, default=4, help="coarsest number of time steps (default 4, T = 2)")
-    s.add_argument("--dt-levels", type=int, default=5)
-    s.add_argument("--h-levels", type=int, default=3)
-    s.add_argument("--h-steps", type=int, default=16, help="steps of the fixed-tau mesh refinement (default 16)")
-    s.add_argument("--joint-levels", type=int, default=3)
-    s.add_argument("--cn-levels", type=int, default=4)
-    s.add_argument("--fd-refine", type=int, default=0, help="finite differences on levels with refine <= this")
-    s.add_argument("--fd-steps", type=int, default=8, help="... and steps <= this (default 8)")
+    defaults = inspect.signature(adjoint_study).parameters
+    for name, (least, text) in STUDY_COUNTS.items():
+        quick = f"; --quick: {QUICK_LEVELS[name]}" if name in QUICK_LEVELS else ""
+        s.add_argument("--" + name.replace("_", "-"), type=int,
+                       help=f"{text} (default {defaults[name].default}{quick}; at least {least})")
     s.add_argument("--state-term", default="explicit", choices=["explicit", "implicit"],
                    help="D'(w) term of the implicit-Euler adjoint (default explicit)")
-    s.add_argument("--quick", action="store_true", help="16x16 crop, fewer levels")
+    s.add_argument("--quick", action="store_true", help="16x16 crop, fewer levels (unless given)")
     s.add_argument("--out", default=OUT)
     s.set_defaults(func=_cmd_adjoint_study)
 
@@ -547,10 +559,12 @@ def add_commands(sub):
 
 
 def _cmd_adjoint_study(args):
+    counts = {name: getattr(args, name) for name in STUDY_COUNTS if getattr(args, name) is not None}
+    for name, value in counts.items():
+        if value < STUDY_COUNTS[name][0]:
+            raise ValueError(f"--{name.replace('_', '-')} {value}: expected an integer >= {STUDY_COUNTS[name][0]}")
     run_adjoint_study(args.model, args.image, args.size, args.sigma, out=args.out, quick=args.quick,
-                      steps0=args.steps0, dt_levels=args.dt_levels, h_levels=args.h_levels, h_steps=args.h_steps,
-                      joint_levels=args.joint_levels, cn_levels=args.cn_levels, fd_refine=args.fd_refine,
-                      fd_steps=args.fd_steps, state_term=args.state_term)
+                      state_term=args.state_term, **counts)
 
 
 def _cmd_refinement_study(args):

@@ -88,6 +88,12 @@ def test_bench_prints_a_table(capsys):
     assert "cold, empty kernel cache" in out and "ms/step" in out
     assert any(line.strip().startswith("24²") for line in out.splitlines())
     assert "TV-Chambolle" in out
+    for args, message in ((["--sizes", "16", "0"], "--sizes 16 0: expected integers >= 2"),
+                          (["--repeats", "0"], "--repeats 0: expected integers >= 1"),
+                          (["--gradient", "--steps", "0"], "--steps 0: expected integers >= 1")):
+        assert main(["bench", *args]) == 2                                  # refused before any timing
+        captured = capsys.readouterr()
+        assert message in captured.err and "ms/step" not in captured.out
 
 
 def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
@@ -99,6 +105,24 @@ def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
         assert min(fast, ufl, adjoint) > 0 and (taped > 0) == (r[1] == "tape")
         assert np.isclose(float(r[6]), (taped + adjoint) / ufl, rtol=0.1, atol=0.06)  # times printed to 1 ms
         assert 50 < peak < 24 * 1024                  # MiB of one Firedrake process, not KiB or bytes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sigma", "-3"], "noise level sigma -3 (0-255 scale)"),
+    (["--stages", "0"], "--stages 0: expected an integer >= 1"),
+    (["--stages", "13", "--steps", "12"], "--stages 13 exceeds --steps 12"),
+    (["--maxiter", "0"], "--maxiter 0: expected an integer >= 1"),
+    (["--per-image", "0"], "--per-image 0: expected an integer >= 1"),
+    (["--patch", "1"], "--patch 1: expected an integer >= 2"),
+    (["--psi", "-1"], "--psi -1: expected an integer >= 0"),
+    (["--images", "nosuch"], "unknown image 'nosuch'"),
+])
+def test_train_refuses_bad_options_by_name_before_any_work(tmp_path, capsys, args, message):
+    out = tmp_path / "m.json"
+    assert main(["train", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []                                   # no model, no checkpoint
 
 
 def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
@@ -178,6 +202,22 @@ def test_validate_scores_held_out_crops_per_picture_and_refuses_a_models_own_cro
     assert diff == pytest.approx(mean_pm - mean_heat, abs=0.011)
     assert main(["validate", "--model", str(tmp_path / "pm.json"), "--images", "brick", "--patch", "999"]) == 2
     assert "smaller than the patch size 999" in capsys.readouterr().err
-    for option, value, message in (("--per-image", "0", "per_image = 0"), ("--refine", "-1", "refine = -1")):
+    for option, value, message in (("--per-image", "0", "per_image 0"), ("--refine", "-1", "refine = -1")):
         assert main(["validate", "--model", str(tmp_path / "pm.json"), option, value]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_adjoint_study_quick_takes_given_levels_and_refuses_bad_counts_by_name(tmp_path, capsys):
+    assert main(["adjoint-study", "--dt-levels", "0"]) == 2
+    assert "--dt-levels 0: expected an integer >= 1" in capsys.readouterr().err
+    assert main(["adjoint-study", "--quick", "--dt-levels", "2", "--h-levels", "1", "--joint-levels", "1",
+                 "--cn-levels", "0", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "adjoint_study_learned-v.json").read_text())
+    levels = {series: [(lv["refine"], lv["steps"]) for lv in res[series]] for series in res}
+    assert levels == {"dt": [(0, 4), (0, 8)], "h": [(0, 8)], "joint": [(0, 4)], "cn": []}  # h_steps 8: --quick
+
+
+def test_refinement_study_refuses_an_unknown_image_before_running(tmp_path, capsys):
+    assert main(["refinement-study", "--image", "nosuch", "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert "unknown image 'nosuch'" in captured.err and "Manufactured solution" not in captured.out

@@ -8,7 +8,7 @@ import pytest
 
 from fem_crossdiff.learning import (BOUNDS, DatasetLoss, bounds, dataset_reduced_functional, learned_template,
                                     pack, train, training_pairs, unpack, with_psi)
-from fem_crossdiff.models import ModelError, load_model, save_model
+from fem_crossdiff.models import CrossDiffusionModel, ModelError, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -321,11 +321,19 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     _, first = train(out, maxiter=2, **kwargs)
     ckpt = json.loads(Path(out + ".checkpoint").read_text())
     assert len(ckpt["history"]) == len(first) >= 1
+    saved = Path(out).read_bytes()
+    with pytest.raises(ValueError, match="exists.*--init"):         # a finished run's model is never replaced
+        train(out, maxiter=4, resume=True, **kwargs)
+    assert Path(out).read_bytes() == saved
     os.remove(out)  # as if the first run had been interrupted before saving
+    model, same = train(out, maxiter=len(first), resume=True, **kwargs)  # nothing left to do: no new iteration
+    assert same == first and np.array_equal(pack(model), pack(CrossDiffusionModel.from_dict(ckpt["model"])))
+    os.remove(out)
     _, second = train(out, maxiter=len(first) + 2, resume=True, **kwargs)
     assert second[:len(first)] == first
     assert len(second) > len(first)
     assert second[-1]["loss"] <= first[-1]["loss"]
+    os.remove(out)
     with pytest.raises(ValueError, match="other settings"):
         train(out, maxiter=3, resume=True, **{**kwargs, "steps": 4})
 
