@@ -85,12 +85,19 @@ def checkpoints_option(text):
     raise argparse.ArgumentTypeError(f"'{text}': expected tape, all or a number of snapshots >= 1")
 
 
+def check_counts(**options):
+    """Refuse a count option ``name=(value, least)`` (``value`` a number or a list; None: not given) that is not an
+    integer ``>= least``, naming its command-line flag."""
+    for name, (value, least) in options.items():
+        values = value if isinstance(value, list) else [] if value is None else [value]
+        if any(int(v) != v or v < least for v in values):
+            what = "integers" if isinstance(value, list) else "an integer"
+            raise ValueError(f"--{name.replace('_', '-')} {' '.join(map(str, values))}: expected {what} >= {least}")
+
+
 def cmd_bench(args):
     from .bench import run_bench, run_gradient_bench
-    for name, values, least in (("--sizes", args.sizes or [], 2), ("--repeats", [args.repeats], 1),
-                                ("--steps", [args.steps] if args.steps is not None else [], 1)):
-        if any(v < least for v in values):
-            raise ValueError(f"{name} {' '.join(map(str, values))}: expected integers >= {least}")
+    check_counts(sizes=(args.sizes, 2), repeats=(args.repeats, 1), steps=(args.steps, 1))
     if args.gradient:
         run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
                            repeats=args.repeats, steps=args.steps,

@@ -132,6 +132,7 @@ def bounds(model):
 # ------------------------------------------------------------------------------------------ data
 def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
     """(clean, noisy) patches from bundled images that are *not* public test images; deterministic in ``seed``."""
+    from .cli import check_counts
     from .data import TEST_IMAGES, TRAIN_IMAGES, check_sigma255, load
     from .noise import gaussian_noise
     images = list(images or TRAIN_IMAGES)
@@ -139,8 +140,7 @@ def training_pairs(images=None, sigma255=25.0, patch=64, per_image=2, seed=0):
     if leaked:
         raise ValueError(f"training images {leaked} are public test images; choose from {', '.join(TRAIN_IMAGES)}")
     check_sigma255(sigma255)
-    if int(patch) != patch or patch < 2 or int(per_image) != per_image or per_image < 1:
-        raise ValueError(f"patch {patch}, per_image {per_image}: expected a patch size >= 2 and >= 1 patch per image")
+    check_counts(patch=(patch, 2), per_image=(per_image, 1))
     rng = np.random.default_rng(seed)
     pairs = []
     for name in images:
@@ -398,8 +398,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
         raise ValueError(f"--out {out}: the model file must end in .json")
-    _check_counts(patch=(patch, 2), per_image=(per_image, 1), maxiter=(maxiter, 1), modulation=(modulation, 0),
-                  psi=(psi, 0), **({} if init else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
+    from .cli import check_counts
+    check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
+                 **({} if init else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
     if not init and stages > steps:
         raise ValueError(f"--stages {stages} exceeds --steps {steps}: every stage needs at least one time step")
     ckpt = Checkpoint(out + ".checkpoint")
@@ -492,13 +493,6 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if interrupted:
         raise KeyboardInterrupt
     return final, history
-
-
-def _check_counts(**options):
-    """Refuse an option ``name=(value, least)`` that is not an integer ``>= least``, naming its command-line flag."""
-    for name, (value, least) in options.items():
-        if int(value) != value or value < least:
-            raise ValueError(f"--{name.replace('_', '-')} {value}: expected an integer >= {least}")
 
 
 def _initial_model(path):

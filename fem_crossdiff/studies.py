@@ -559,10 +559,9 @@ def add_commands(sub):
 
 
 def _cmd_adjoint_study(args):
+    from .cli import check_counts
     counts = {name: getattr(args, name) for name in STUDY_COUNTS if getattr(args, name) is not None}
-    for name, value in counts.items():
-        if value < STUDY_COUNTS[name][0]:
-            raise ValueError(f"--{name.replace('_', '-')} {value}: expected an integer >= {STUDY_COUNTS[name][0]}")
+    check_counts(**{name: (value, STUDY_COUNTS[name][0]) for name, value in counts.items()})
     run_adjoint_study(args.model, args.image, args.size, args.sigma, out=args.out, quick=args.quick,
                       state_term=args.state_term, **counts)
 

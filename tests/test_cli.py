@@ -89,8 +89,8 @@ def test_bench_prints_a_table(capsys):
     assert any(line.strip().startswith("24²") for line in out.splitlines())
     assert "TV-Chambolle" in out
     for args, message in ((["--sizes", "16", "0"], "--sizes 16 0: expected integers >= 2"),
-                          (["--repeats", "0"], "--repeats 0: expected integers >= 1"),
-                          (["--gradient", "--steps", "0"], "--steps 0: expected integers >= 1")):
+                          (["--repeats", "0"], "--repeats 0: expected an integer >= 1"),
+                          (["--gradient", "--steps", "0"], "--steps 0: expected an integer >= 1")):
         assert main(["bench", *args]) == 2                                  # refused before any timing
         captured = capsys.readouterr()
         assert message in captured.err and "ms/step" not in captured.out
@@ -202,7 +202,8 @@ def test_validate_scores_held_out_crops_per_picture_and_refuses_a_models_own_cro
     assert diff == pytest.approx(mean_pm - mean_heat, abs=0.011)
     assert main(["validate", "--model", str(tmp_path / "pm.json"), "--images", "brick", "--patch", "999"]) == 2
     assert "smaller than the patch size 999" in capsys.readouterr().err
-    for option, value, message in (("--per-image", "0", "per_image 0"), ("--refine", "-1", "refine = -1")):
+    for option, value, message in (("--per-image", "0", "--per-image 0: expected an integer >= 1"),
+                                   ("--refine", "-1", "refine = -1")):
         assert main(["validate", "--model", str(tmp_path / "pm.json"), option, value]) == 2
         assert message in capsys.readouterr().err
 
