@@ -36,7 +36,7 @@ _argv, sys.argv = sys.argv, sys.argv[:1]   # PETSc must not read this script's o
 import firedrake  # noqa: E402,F401
 sys.argv = _argv
 
-from fem_crossdiff.adjoint import GradientProblem, relative_gap  # noqa: E402
+from fem_crossdiff.studies.continuous_adjoint import GradientProblem, relative_gap  # noqa: E402
 from fem_crossdiff.learning import pack  # noqa: E402
 from fem_crossdiff.studies import (QUICK_LEVELS, STUDY_MODELS, adjoint_study, adjoint_tables,  # noqa: E402
                                    plot_adjoint_study, study_model, study_pair)

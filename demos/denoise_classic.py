@@ -23,10 +23,11 @@ import numpy as np
 from skimage.restoration import denoise_tv_chambolle
 
 import fem_crossdiff as fc
-from fem_crossdiff.baselines import tv_oracle, bm3d_denoise
-from fem_crossdiff.data import test_set
-from fem_crossdiff.evaluation import shipped_model, tuned_classic, tuned_tv_weight
-from fem_crossdiff.models import MODELS
+from fem_crossdiff.imaging.baselines import tv_oracle, bm3d_denoise
+from fem_crossdiff.imaging.data import test_set
+from fem_crossdiff.evaluation import tuned_classic, tuned_tv_weight
+from fem_crossdiff.learned import shipped_model
+from fem_crossdiff.model import MODELS
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--quick", action="store_true", help="two images, σ=25 only, 128² crops")
@@ -38,8 +39,8 @@ size = 128 if args.quick else 256
 
 # %% [markdown]
 # Each classic model runs with its parameters hand-tuned for the noise level on *training* images
-# (`demos/tune_classic.py` → `fem_crossdiff/tuned.json`); the learned model is the one shipped for that noise
-# level (`fem_crossdiff/learned/sigmaNN.json`, made by `fem-crossdiff train`).
+# (`demos/tune_classic.py` → `fem_crossdiff/evaluation/tuned.json`); the learned model is the one shipped for that
+# noise level (`fem_crossdiff/learned/sigmaNN.json`, made by `fem-crossdiff train`).
 
 # %%
 models = list(MODELS)

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import fem_crossdiff as fc
-from fem_crossdiff.data import test_set
+from fem_crossdiff.imaging.data import test_set
 from fem_crossdiff.learning import learned_template, train
 
 out_dir = "out/demos"

@@ -4,7 +4,7 @@
 # The public test crops (camera, astronaut, coins, moon) are never used here. For each classic model we
 # search a small grid of its edge threshold and time horizon on 128² crops of *training* images and report the
 # parameters with the best mean PSNR at σ = 15 and σ = 25 (and, the same way, one TV-Chambolle weight). The result
-# is `fem_crossdiff/tuned.json`, which
+# is `fem_crossdiff/evaluation/tuned.json`, which
 # `fem-crossdiff evaluate` uses as "the best hand-tuned classic models", and which guided the models' defaults.
 #
 # Run: `python demos/tune_classic.py [--quick]`
@@ -19,13 +19,14 @@ import time
 import numpy as np
 
 import fem_crossdiff as fc
-from fem_crossdiff.baselines import tv_weight_for
-from fem_crossdiff.data import centre_crop, load
-from fem_crossdiff.noise import gaussian_noise
+from fem_crossdiff.imaging.baselines import tv_weight_for
+from fem_crossdiff.imaging.data import centre_crop, load
+from fem_crossdiff.imaging.noise import gaussian_noise
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
-parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fem_crossdiff", "tuned.json"))
+parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fem_crossdiff", "evaluation",
+                                                 "tuned.json"))
 args = parser.parse_args()
 
 images = ["brick", "text", "clock", "chelsea"][: 2 if args.quick else None]

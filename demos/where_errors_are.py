@@ -24,10 +24,11 @@ _argv, sys.argv = sys.argv, sys.argv[:1]   # PETSc must not read this script's o
 import firedrake  # noqa: E402,F401
 sys.argv = _argv
 import fem_crossdiff as fc  # noqa: E402
-from fem_crossdiff.baselines import bm3d_denoise, tv_oracle  # noqa: E402
-from fem_crossdiff.data import test_set  # noqa: E402
-from fem_crossdiff.evaluation import shipped_model, tuned_tv_weight  # noqa: E402
-from fem_crossdiff.metrics import EDGE_BINS, edge_strength, error_by_edge_strength  # noqa: E402
+from fem_crossdiff.imaging.baselines import bm3d_denoise, tv_oracle  # noqa: E402
+from fem_crossdiff.imaging.data import test_set  # noqa: E402
+from fem_crossdiff.evaluation import tuned_tv_weight  # noqa: E402
+from fem_crossdiff.learned import shipped_model  # noqa: E402
+from fem_crossdiff.imaging.metrics import EDGE_BINS, edge_strength, error_by_edge_strength  # noqa: E402
 
 parser = argparse.ArgumentParser(description="squared error split by edge strength")
 parser.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")

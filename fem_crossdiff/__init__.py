@@ -7,27 +7,23 @@ A grey image ``f`` is the initial state of ``w = (u, v)`` evolved by the weak fo
     >>> u = fc.denoise(noisy, "nonlinear-complex")          # numpy in, numpy out
     >>> fc.psnr(clean, u)
 
-Modules: ``images`` (pixels ↔ Q1 functions), ``models`` (the model family and named cases), ``forms`` (UFL),
-``timestepping`` (schemes, :class:`Evolution`, :func:`denoise`), ``noise``, ``metrics``, ``data``, ``cli``.
+The public names below are imported on first use (Firedrake is heavy; ``fem-crossdiff models`` need not load
+it). Subpackages, lowest layer first: ``model`` and ``imaging`` (numpy), ``learned`` (the shipped models),
+``fast`` (the one-rank fast path), ``fem`` (Firedrake: functions, forms, schemes, :class:`Evolution`,
+:func:`denoise`), ``learning``, ``studies`` and ``evaluation``, and ``cli`` (the command line, imported by
+nothing else).
 """
+from .lazy import attach
+
 __version__ = "0.1.0"
 
-_LAZY = {
-    "denoise": "timestepping", "Evolution": "timestepping", "EvolutionError": "timestepping",
-    "read_image": "images", "write_image": "images", "image_mesh": "images", "image_to_function": "images",
-    "function_to_image": "images", "ImageError": "images",
-    "make_model": "models", "load_model": "models", "save_model": "models", "MODELS": "models",
-    "CrossDiffusionModel": "models", "Influence": "models", "ModelError": "models",
-    "psnr": "metrics", "ssim": "metrics", "gaussian_noise": "noise", "speckle_noise": "noise",
-}
-
-
-def __getattr__(name):
-    """Import submodules on first use (Firedrake is heavy; ``fem-crossdiff models`` need not load it)."""
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'fem_crossdiff' has no attribute '{name}'")
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "InputError": "errors", "ImageError": "errors", "ModelError": "errors",
+    "denoise": "fem", "Evolution": "fem", "EvolutionError": "fem", "image_mesh": "fem", "image_to_function": "fem",
+    "function_to_image": "fem",
+    "read_image": "imaging", "write_image": "imaging", "psnr": "imaging", "ssim": "imaging",
+    "gaussian_noise": "imaging", "speckle_noise": "imaging",
+    "make_model": "model", "load_model": "model", "save_model": "model", "MODELS": "model",
+    "CrossDiffusionModel": "model", "Influence": "model",
+    "train": "learning", "shipped_model": "learned",
+})

@@ -29,7 +29,7 @@ def small_image():
 
 @pytest.fixture
 def noisy_small(small_image):
-    from fem_crossdiff.noise import gaussian_noise
+    from fem_crossdiff.imaging.noise import gaussian_noise
     return small_image, gaussian_noise(small_image, 0.08, seed=3)
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fem_crossdiff.cli import main
-from fem_crossdiff.images import read_image, write_image
-from fem_crossdiff.metrics import psnr
+from fem_crossdiff.imaging import read_image, write_image
+from fem_crossdiff.imaging.metrics import psnr
 
 
 def test_models_lists_every_model_and_its_parameters(capsys):
@@ -76,8 +76,9 @@ def test_two_ranks_give_the_same_output_as_one(tmp_path, noisy_small, mpirun):
         mpirun(n, "-m", "fem_crossdiff.cli", "denoise", tmp_path / "in.npy", out, "--model", "nonlinear-cross",
                "--steps", "4", "--quiet")
         outputs.append(np.load(out))
-    # one rank: fast path, FGMRES to rtol 1e-6 per step; two ranks: Firedrake's assembly, GMRES to 1e-8. Equal to
-    # those tolerances (4e-7 on the 256² benchmark, see FAST_SOLVER); tight solves agree to 1e-12 (test_learning)
+    # one rank: fast path; two ranks: Firedrake's assembly; both FGMRES + block-Jacobi/ILU(0) to rtol 1e-6 per step
+    # (fem.solvers.LINEAR_SOLVER; two blocks on two ranks). Equal to that tolerance (4e-7 on the 256² benchmark);
+    # tight solves agree to 1e-12 (test_learning)
     assert np.max(np.abs(outputs[0] - outputs[1])) < 2e-6
     assert np.max(np.abs(outputs[0] - noisy)) > 1e-2
 
@@ -153,9 +154,9 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
 def test_evaluate_reports_tv_tuned_on_training_images_beside_its_per_image_oracle():
     """TV's weight is tuned on training images (like every model; stronger noise, larger weight); the oracle row
     picks the best weight per test image from a grid that contains the tuned one, so it is never below it."""
-    from fem_crossdiff.baselines import tv_weight_for
+    from fem_crossdiff.imaging.baselines import tv_weight_for
     from fem_crossdiff.evaluation import evaluate, tuned_tv_weight
-    from fem_crossdiff.models import make_model
+    from fem_crossdiff.model import make_model
     assert tuned_tv_weight(15) < tuned_tv_weight(25)
     rows = evaluate({"heat": make_model("heat")}, sigmas=(25,), size=32, classic=False, log=lambda *a: None)
     by = {(r[0], r[1]): r[3] for r in rows}
@@ -175,8 +176,8 @@ def test_validate_scores_held_out_crops_per_picture_and_refuses_a_models_own_cro
     direct computation); a model whose training chain used the held-out seed is refused by name."""
     from fem_crossdiff.evaluation import validate
     from fem_crossdiff.learning import training_pairs
-    from fem_crossdiff.models import make_model, save_model
-    from fem_crossdiff.timestepping import denoise
+    from fem_crossdiff.model import make_model, save_model
+    from fem_crossdiff.fem import denoise
     heat, pm = make_model("heat", time=1.0, steps=2), make_model("perona-malik", time=1.0, steps=2)
     crops = dict(patch=16, per_image=2, seed=5)
     scores = validate({"heat": heat, "pm": pm}, 25, images=["brick", "horse"], refine=1, log=lambda *a: None,
@@ -222,3 +223,76 @@ def test_refinement_study_refuses_an_unknown_image_before_running(tmp_path, caps
     assert main(["refinement-study", "--image", "nosuch", "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert "unknown image 'nosuch'" in captured.err and "Manufactured solution" not in captured.out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["in.npy", "o.npy", "--edges", "in.npy"], "in.npy: output would overwrite the input in.npy"),
+    (["in.npy", "o.npy", "--edges", "in.npy", "--force"], "output would overwrite the input"),
+    (["in.npy", "in.npy", "--force"], "output would overwrite the input"),
+    (["in.npy", "link/in.npy", "--force"], "output would overwrite the input"),      # through a directory symlink
+    (["in.npy", "o.npy", "--edges", "exists.npy"], "exists.npy: exists; pass --force to replace it"),
+    (["in.npy", "o.npy", "--edges", "o.npy"], "o.npy: given twice as an output"),
+    (["in.npy", "o.gif"], "o.gif: cannot write '.gif' files"),
+    (["in.npy", "o.npy", "--edges", "e.jpg"], "e.jpg: cannot write '.jpg' files"),
+    (["in.npy", "nodir/o.npy"], "does not exist"),
+    (["in.npy", "sub", "--force"], "sub: is a directory"),
+])
+def test_every_output_is_checked_before_any_work_and_nothing_is_overwritten(tmp_path, monkeypatch, capsys, args,
+                                                                             message):
+    """--edges obeys the rules of OUT (never the input, never an existing file without --force); suffixes and
+    directories are checked before the solve (no progress bar); nothing is written or changed."""
+    monkeypatch.chdir(tmp_path)
+    np.save("in.npy", np.full((6, 7), 0.5))
+    np.save("exists.npy", np.ones((2, 2)))
+    os.mkdir("sub")
+    os.symlink(".", "link")
+    before = {p: Path(p).read_bytes() for p in os.listdir(".") if Path(p).is_file()}
+    assert main(["denoise", *args, "--steps", "300"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "300/300 steps" not in err
+    assert {p: Path(p).read_bytes() for p in os.listdir(".") if Path(p).is_file()} == before
+
+
+def test_force_replaces_existing_outputs_including_edges(tmp_path):
+    np.save(tmp_path / "in.npy", np.full((5, 6), 0.25))
+    for name in ("out.npy", "v.npy"):
+        np.save(tmp_path / name, np.ones((2, 2)))
+    assert main(["denoise", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--edges", str(tmp_path / "v.npy"),
+                 "--force", "--quiet", "--model", "heat", "--steps", "2"]) == 0
+    assert np.load(tmp_path / "out.npy").shape == np.load(tmp_path / "v.npy").shape == (5, 6)
+
+
+def test_an_internal_error_keeps_its_traceback_and_writes_nothing(tmp_path, monkeypatch):
+    """Only the project's own input errors become one line; a ValueError from inside (a bug) propagates."""
+    import fem_crossdiff.fem as fem
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(fem, "denoise", broken)
+    np.save(tmp_path / "in.npy", np.full((5, 6), 0.25))
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main(["denoise", str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), "--quiet"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy"]
+
+
+def test_evaluate_says_which_model_and_parameters_serve_which_noise_level(tmp_path, capsys):
+    """σ = 50 has no shipped model and no tuned parameters: refused by name before anything runs (the σ = 25 ones
+    are never substituted); with a given model and without the tuned rows it runs."""
+    from fem_crossdiff.learned import shipped_model, shipped_models
+    from fem_crossdiff.model import make_model, save_model
+    assert main(["evaluate", "--sigma", "15", "50", "--size", "16"]) == 2
+    captured = capsys.readouterr()
+    assert "no learned model is shipped for noise level sigma 50 (shipped: 15, 25)" in captured.err
+    assert captured.out == ""                                            # refused before the σ = 15 rows ran
+    model = str(tmp_path / "heat.json")
+    save_model(make_model("heat", steps=2), model)
+    assert main(["evaluate", "--sigma", "50", "--model", model, "--size", "16", "--no-baselines"]) == 2
+    assert "no tuned parameters for noise level sigma 50 (tuned: 15, 25)" in capsys.readouterr().err
+    assert main(["evaluate", "--sigma", "50", "--model", model, "--size", "16", "--no-baselines",
+                 "--no-classic"]) == 0
+    assert "heat.json" in capsys.readouterr().out
+    for name in ("sigma15.json", "sigmaX.json", "sigma25-old.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    assert shipped_models(tmp_path) == {15: str(tmp_path / "sigma15.json")}
+    assert shipped_model(25).endswith("sigma25.json")

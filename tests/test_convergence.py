@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from fem_crossdiff.refinement import (eoc, mms_model, self_convergence_image, space_convergence,
+from fem_crossdiff.studies.tables import eoc
+from fem_crossdiff.studies.manufactured import ( mms_model, self_convergence_image, space_convergence,
                                       time_convergence)
 
 
@@ -22,7 +23,7 @@ def test_time_convergence_order(scheme, order):
 
 
 def test_self_convergence_on_an_image_in_h(small_image):
-    from fem_crossdiff.models import make_model
+    from fem_crossdiff.model import make_model
     diffs = self_convergence_image(small_image[:9, 10:19], make_model("linear-cross", time=1.0, steps=4), levels=3)
     rates = eoc(diffs)
     assert np.all(diffs[1:] < diffs[:-1])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fem_crossdiff.data import TEST_IMAGES, TRAIN_IMAGES, load
+from fem_crossdiff.imaging.data import TEST_IMAGES, TRAIN_IMAGES, load
 from fem_crossdiff.learning import training_pairs
 
 

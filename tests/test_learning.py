@@ -8,7 +8,7 @@ import pytest
 
 from fem_crossdiff.learning import (BOUNDS, DatasetLoss, bounds, dataset_reduced_functional, learned_template,
                                     pack, train, training_pairs, unpack, with_psi)
-from fem_crossdiff.models import CrossDiffusionModel, ModelError, load_model, save_model
+from fem_crossdiff.model import CrossDiffusionModel, ModelError, load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ BLOCKS = {"matrix": ("d11", "d22", "rho", "beta"), "reaction": ("lam", "mu"), "g
 
 def test_pixel_misfit_is_the_mean_squared_pixel_error_and_L2_discounts_fine_scales(tiny):
     """J ("pixels") = trapezoid-weighted mean of (u(T) - c)² over the pixels; "L2" sees a checkerboard at 1/9."""
-    from fem_crossdiff.images import function_to_image, image_to_function
+    from fem_crossdiff.fem import function_to_image, image_to_function
     model, pairs = tiny
     loss = DatasetLoss(model, pairs[:1], misfit="pixels")
     J = loss.loss(pack(model))
@@ -52,7 +52,7 @@ def test_pixel_misfit_is_the_mean_squared_pixel_error_and_L2_discounts_fine_scal
     ratios = []
     for data in (loss, l2):
         data.ev.w.sub(0).assign(image_to_function(checker, data.ev.V))
-        ratios.append(float(data._misfit(image_to_function(np.full_like(checker, 0.75), data.ev.V))))
+        ratios.append(float(data.misfit(image_to_function(np.full_like(checker, 0.75), data.ev.V))))
     assert np.isclose(ratios[0], 1 / 16, rtol=1e-12) and np.isclose(ratios[1] / ratios[0], 1 / 9, rtol=1e-12)
     with pytest.raises(ValueError, match="misfit must be one of"):
         DatasetLoss(model, pairs[:1], misfit="l1")
@@ -114,12 +114,12 @@ def test_pyadjoint_taylor_test_on_the_multi_image_multi_stage_functional(tiny):
 
 
 def test_step_block_tape_replays_and_passes_pyadjoint_taylor_test(tiny):
-    """The one-block-per-step tape (fem_crossdiff.taping) replays at new parameters to the forward loss there,
+    """The one-block-per-step tape (fem_crossdiff.fem.taping) replays at new parameters to the forward loss there,
     passes pyadjoint's own Taylor test, and gives the generic solve blocks' gradient."""
     import firedrake as fd
     from firedrake.adjoint import (Control, ReducedFunctional, continue_annotation, get_working_tape,
                                    pause_annotation, taylor_test)
-    from fem_crossdiff.taping import SemiImplicitStepBlock
+    from fem_crossdiff.fem.taping import SemiImplicitStepBlock
     model, pairs = tiny
     loss = DatasetLoss(model, pairs[:1])
     tape = get_working_tape()
@@ -129,7 +129,7 @@ def test_step_block_tape_replays_and_passes_pyadjoint_taylor_test(tiny):
     try:
         clean, noisy = loss.data[0]
         loss.ev.run(noisy)
-        J = loss._misfit(clean)
+        J = loss.misfit(clean)
     finally:
         pause_annotation()
     steps = [b for b in tape.get_blocks() if isinstance(b, SemiImplicitStepBlock)]
@@ -148,8 +148,8 @@ def test_step_block_tape_replays_and_passes_pyadjoint_taylor_test(tiny):
     tape.clear_tape()
     with_blocks = DatasetLoss(model, pairs[:1])
     g_block = with_blocks.loss_and_gradient(x1)[1]
-    fast = with_blocks.ev._fast                      # the adjoint used the fast path's matrix and C derivatives
-    assert fast.transposed_solves == model.steps and fast.step_adjoint.calls == model.steps
+    fast = with_blocks.ev.fast                      # the adjoint used the fast path's matrix and C derivatives
+    assert fast.transposed_solves == model.steps and fast.step_adjoint().calls == model.steps
     g_generic = DatasetLoss(model, pairs[:1], step_block=False).loss_and_gradient(x1)[1]
     assert np.allclose(g_block, g_generic, rtol=1e-7, atol=1e-14)
 
@@ -175,12 +175,12 @@ def test_reverse_sweep_over_checkpoints_gives_the_tape_gradient_in_bounded_memor
 def test_reverse_sweep_with_and_without_kept_coefficient_fields_gives_the_same_gradient(tiny, monkeypatch):
     """A^T is refilled from the forward's kept Gauss-point fields (the last KEEP_FIELDS steps) or from the state:
     same gradient; the C derivative pass and the fast path's A^T serve every step."""
-    from fem_crossdiff import checkpointing
+    from fem_crossdiff.learning import sweep as checkpointing
     model, pairs = tiny
     x = pack(model)
     full = DatasetLoss(model, pairs[:1], checkpoints="all")
     g_kept = full.loss_and_gradient(x)[1]
-    assert full.ev._fast.step_adjoint.calls == model.steps
+    assert full.ev.fast.step_adjoint().calls == model.steps
     monkeypatch.setattr(checkpointing, "KEEP_FIELDS", 1)
     g_one = DatasetLoss(model, pairs[:1], checkpoints="all").loss_and_gradient(x)[1]
     g_tape = DatasetLoss(model, pairs[:1]).loss_and_gradient(x)[1]
@@ -190,7 +190,7 @@ def test_reverse_sweep_with_and_without_kept_coefficient_fields_gives_the_same_g
 
 def test_without_a_c_compiler_the_derivative_forms_fall_back_to_firedrake(tiny, monkeypatch):
     """No compiled derivative pass (no compiler): Firedrake assembles the forms, same gradient, tape and sweep."""
-    from fem_crossdiff import fastadjoint
+    from fem_crossdiff.fast import adjoint as fastadjoint
     model, pairs = tiny
     x = pack(model)
     g_c = DatasetLoss(model, pairs[:1], checkpoints="all").loss_and_gradient(x)[1]
@@ -198,7 +198,7 @@ def test_without_a_c_compiler_the_derivative_forms_fall_back_to_firedrake(tiny, 
     for checkpoints in (None, "all"):
         loss = DatasetLoss(model, pairs[:1], checkpoints=checkpoints)
         g = loss.loss_and_gradient(x)[1]
-        assert loss.ev._fast.step_adjoint is None
+        assert loss.ev.fast.step_adjoint() is None
         assert np.max(np.abs(g - g_c)) < 1e-10 * np.max(np.abs(g_c))
 
 
@@ -248,7 +248,7 @@ def test_every_point_inside_the_bounds_is_elliptic(tiny):
 
 
 def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch):
-    from fem_crossdiff import learning
+    from fem_crossdiff.learning import loss as learning
     seen = []
     original = learning.DatasetLoss.loss_and_gradient
     monkeypatch.setattr(learning.DatasetLoss, "loss_and_gradient",
@@ -270,7 +270,7 @@ def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(
 
 
 def test_save_load_denoise_round_trip_is_identical(tmp_path, tiny):
-    from fem_crossdiff.timestepping import denoise
+    from fem_crossdiff.fem import denoise
     model, pairs = tiny
     save_model(model, tmp_path / "m.json")
     again = load_model(tmp_path / "m.json")
@@ -280,18 +280,22 @@ def test_save_load_denoise_round_trip_is_identical(tmp_path, tiny):
 
 
 def test_non_elliptic_or_corrupt_learned_files_are_refused(tmp_path, tiny):
+    """Files written by hand (no digest) are still validated: bounds, certificate."""
     model, _ = tiny
     d = model.to_dict()
+    del d["digest"]
     d["stages"][0]["w11"][0] = -1.0
     (tmp_path / "neg.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="w11 weights must be >= 0"):
         load_model(tmp_path / "neg.json")
     d = model.to_dict()
+    del d["digest"]
     d["stages"][1]["d22"] = 0.0
     (tmp_path / "d22.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="d22=0 must be > 0"):
         load_model(tmp_path / "d22.json")
     d = model.to_dict()
+    del d["digest"]
     d["certificate"] *= 2
     (tmp_path / "cert.json").write_text(json.dumps(d))
     with pytest.raises(ModelError, match="does not match the parameters"):
@@ -348,7 +352,7 @@ def test_two_ranks_give_the_same_loss_and_gradient(tmp_path, tiny, mpirun):
     script.write_text(
         "import json, sys\n"
         "from mpi4py import MPI\n"
-        "from fem_crossdiff.models import load_model\n"
+        "from fem_crossdiff.model import load_model\n"
         "from fem_crossdiff.learning import DatasetLoss, pack, training_pairs\n"
         f"m = load_model({str(tmp_path / 'm.json')!r})\n"
         "pairs = training_pairs(['brick', 'text'], 25, patch=20, per_image=1, seed=1)\n"

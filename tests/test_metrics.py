@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fem_crossdiff.metrics import edge_strength, error_by_edge_strength, mse, psnr
+from fem_crossdiff.imaging.metrics import edge_strength, error_by_edge_strength, mse, psnr
 
 
 def test_psnr_is_ten_log_of_inverse_mse(rng):

@@ -1,13 +1,16 @@
 """Known behaviour of the named models: conservation, stability, Gilboa's limits, independent references."""
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import firedrake as fd
-from fem_crossdiff.images import function_to_image, image_mesh, image_to_function
-from fem_crossdiff.models import MODELS, ModelError, make_model, load_model, save_model
-from fem_crossdiff.timestepping import Evolution
+from fem_crossdiff.fem import function_to_image, image_mesh, image_to_function
+from fem_crossdiff.fem import Evolution
+from fem_crossdiff.model import (MODELS, CrossDiffusionModel, Influence, ModelError, make_model, load_model,
+                                  save_model)
 
 FAST = {"ksp_rtol": 1e-12, "ksp_atol": 1e-14}
 
@@ -131,15 +134,84 @@ def test_unknown_model_and_parameter_are_refused():
         make_model("heat", theta=0.1)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_every_named_model_has_a_positive_certificate(name):
-    model = make_model(name)
+def _sampled_quadratic_form(model, rng, points=6):
+    """min of ξᵀD(w)ξ/|ξ|² over random states w (v in [-1, 1], |∇u| up to about 1: the certificate's state range)
+    and random ξ, D evaluated by the UFL the solver assembles (DiscreteModel.D), not by the certificate's code."""
+    from fem_crossdiff.fem import DiscreteModel, pixel_space
+    mesh = fd.RectangleMesh(points, points, float(points), float(points), quadrilateral=True)
+    W = pixel_space(mesh, 2)
+    w = fd.Function(W)
+    w.dat.data[:, 0] = rng.uniform(0, 1, len(w.dat.data)) / np.sqrt(2)     # |∇u| <= 1 per cell (unit cells)
+    w.dat.data[:, 1] = rng.uniform(-1, 1, len(w.dat.data))
+    dm = DiscreteModel(model, mesh)
+    T = fd.TensorFunctionSpace(mesh, "DQ", 1)
+    worst = np.inf
+    for k in range(len(model.stages)):
+        D = fd.Function(T).interpolate(dm.D(w, k)).dat.data_ro.reshape(-1, 2, 2)
+        xi = rng.standard_normal((len(D), 2, 2))                              # ξ_i ∈ R², i = 1, 2
+        quad = np.einsum("nij,nid,njd->n", D, xi, xi) / np.einsum("nid,nid->n", xi, xi)
+        worst = min(worst, quad.min(), np.linalg.eigvalsh(0.5 * (D + D.transpose(0, 2, 1))).min())
+    return worst
+
+
+@pytest.mark.parametrize("name", list(MODELS) + ["sigma15", "sigma25"])
+def test_every_model_certificate_is_a_lower_bound_of_the_sampled_quadratic_form(name, rng):
+    """ξᵀD(w)ξ ≥ α|ξ|² at sampled states, gradients and ξ, with D from the forms the solver uses."""
+    from fem_crossdiff.learned import shipped_model
+    model = load_model(shipped_model(int(name[5:]))) if name.startswith("sigma") else make_model(name)
     alpha = model.certificate()
     assert alpha > 0
-    # the certificate is a true lower bound of the symmetric part of D over the sampled state range
-    M = model.matrix()
-    gmin, gmax = model.influence_range()
-    assert alpha <= np.linalg.eigvalsh(0.5 * (M + M.T)).min() * gmin + 1e-15
+    assert _sampled_quadratic_form(model, rng) >= alpha * (1 - 1e-12)
+
+
+def test_a_certificate_that_overstates_ellipticity_is_caught_by_sampling(rng):
+    """The sampling check can fail: a certificate claiming twice the true bound is contradicted."""
+    model = make_model("nonlinear-cross", k=0.05)
+    true = _sampled_quadratic_form(model, rng, points=12)
+    assert model.certificate() <= true and 2.5 * model.certificate() > true
+
+
+def test_h11_on_a_constant_base_makes_d_state_dependent_on_every_path(noisy_small):
+    """D = M·h11(v) with g11 = g22 = 1: the matrix changes with v, so no path may reuse the first step's matrix.
+    Reference: every step a fresh Evolution (its matrix assembled from that step's state)."""
+    model = CrossDiffusionModel("h11-only", h11=Influence("rbf", "v", floor=1.0, centres=3, span=0.05),
+                                stages=[dict(d11=1.0, d22=0.5, rho=0.0, beta=-0.3, lam=0.0, mu=0.0,
+                                             w11h=[3.0, 0.5, 3.0])], time=2.0, steps=4)
+    assert model.state_dependent and not make_model("linear-cross").state_dependent
+    _, noisy = noisy_small
+    mesh = image_mesh(noisy.shape)
+    ref = None
+    for n in range(model.steps):
+        one = Evolution(model, mesh, time=model.time / model.steps, steps=1,
+                        solver_parameters={"ksp_rtol": 1e-12}, fast=False)
+        one.set_initial(image_to_function(noisy, one.V))
+        if ref is not None:
+            one.w_old.assign(ref)
+        one.step(0)
+        ref = fd.Function(one.W).assign(one.w)
+    assert np.abs(ref.dat.data_ro[:, 1]).max() > 0.02                      # v moved: h11(v) is not constant
+    for fast in (True, False):
+        ev = Evolution(model, mesh, solver_parameters={"ksp_rtol": 1e-12}, fast=fast)
+        w = ev.run(image_to_function(noisy, ev.V))
+        assert (ev.fast is not None) == fast
+        assert np.abs(w.dat.data_ro - ref.dat.data_ro).max() < 1e-9
+
+
+def test_influence_functions_serialise_after_their_centres_were_read():
+    """to_dict() holds the defining fields only: an influence whose cached centres were read rebuilds, and a
+    model gains h11 or psi after its RBF centres were used."""
+    from fem_crossdiff.learning import learned_template, with_modulation, with_psi
+    g = Influence("rbf", "v", floor=0.02, centres=5, span=0.05)
+    assert g.centre_values[0] == -0.05
+    assert Influence(**g.to_dict()) == g
+    model = learned_template(stages=1, centres=4)
+    model.g22.centre_values, model.g11.centre_values                       # noqa: B018 (cached on first read)
+    grown = with_psi(with_modulation(model, 3), 3)
+    grown.h11.centre_values, grown.psi.centre_values                       # noqa: B018
+    again = with_psi(with_modulation(grown.replace(h11={"kind": "one"}, psi=None,
+                                                    stages=[{k: v for k, v in st.items() if k not in ("w11h", "wpsi")}
+                                                            for st in grown.stages]), 3), 3)
+    assert again == grown
 
 
 def test_model_json_round_trip_and_tampering(tmp_path):
@@ -149,11 +221,33 @@ def test_model_json_round_trip_and_tampering(tmp_path):
     assert again == model
     text = (tmp_path / "m.json").read_text().replace('"rho": ', '"rho": 1', 1)
     (tmp_path / "bad.json").write_text(text)
-    with pytest.raises(ModelError, match="not uniformly elliptic|certificate"):
+    with pytest.raises(ModelError, match="bad.json: its contents do not match the digest"):
         load_model(tmp_path / "bad.json")
+    d = json.loads(text)
+    del d["digest"]                                                     # written by hand: no digest, still checked
+    (tmp_path / "hand.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="not uniformly elliptic"):
+        load_model(tmp_path / "hand.json")
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ModelError, match="junk.json: not a valid model JSON"):
         load_model(tmp_path / "junk.json")
+
+
+def test_a_model_file_with_a_stage_removed_is_refused_although_its_certificate_still_holds(tmp_path):
+    """Removing a stage of a shipped model (one where the certificate's minimum is not) keeps the stored certificate
+    right but changes the model: the digest refuses it."""
+    from fem_crossdiff.learned import shipped_model
+    d = json.loads(open(shipped_model(25)).read())
+    model = load_model(shipped_model(25))
+    alphas = [model.with_stages([st]).certificate() for st in model.stages]
+    keep = int(np.argmin(alphas))
+    d["stages"] = [st for k, st in enumerate(d["stages"]) if k == keep or k != (keep + 1) % len(alphas)]
+    stripped = dict(d)
+    del stripped["digest"]
+    assert np.isclose(CrossDiffusionModel.from_dict(stripped).certificate(), d["certificate"])
+    (tmp_path / "cut.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="cut.json: its contents do not match the digest"):
+        load_model(tmp_path / "cut.json")
 
 
 def _with_psi(model, weights, span=0.05):
@@ -170,7 +264,7 @@ def test_reaction_psi_adds_its_mass_exactly(fast, noisy_small):
     model = _with_psi(make_model("perona-malik", time=0.5, steps=5), [0.2, -0.1, 0.3, 0.05, 0.1])
     psi0 = float(model.psi.evaluate(np.array(0.0), model.stages[0]["wpsi"]))
     ev, f, w = _evolve(noisy, model, fast=fast)
-    assert (ev._fast is not None) == fast
+    assert (ev.fast is not None) == fast
     area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=ev.mesh))
     gained = fd.assemble(w[0] * fd.dx) - fd.assemble(f * fd.dx)
     assert abs(psi0) > 0.05 and abs(gained - 0.5 * psi0 * area) < 1e-10 * area
@@ -178,12 +272,12 @@ def test_reaction_psi_adds_its_mass_exactly(fast, noisy_small):
 
 
 def test_psi_model_round_trip_and_bad_psi_refused(tmp_path):
-    from fem_crossdiff.models import CrossDiffusionModel, Influence
+    from fem_crossdiff.model import CrossDiffusionModel, Influence
     model = _with_psi(make_model("nonlinear-cross"), [0.1, -0.2, 0.3])
     save_model(model, tmp_path / "psi.json")
     assert load_model(tmp_path / "psi.json") == model
     d = model.to_dict()
-    del d["certificate"]
+    del d["certificate"], d["digest"]
     with pytest.raises(ModelError, match="psi must be an rbf influence of v with floor 0"):
         CrossDiffusionModel.from_dict(dict(d, psi=dict(d["psi"], floor=0.1)))
     with pytest.raises(ModelError, match="psi must be an rbf influence of v with floor 0"):
@@ -199,7 +293,7 @@ def test_psi_model_round_trip_and_bad_psi_refused(tmp_path):
 
 def test_denoise_reuses_no_evolution_of_another_model_structure(noisy_small):
     """denoise() caches compiled evolutions by model structure: the same model with and without psi, in turn."""
-    from fem_crossdiff.timestepping import denoise
+    from fem_crossdiff.fem import denoise
     _, noisy = noisy_small
     plain = make_model("nonlinear-cross", time=0.5, steps=3)
     psi = _with_psi(plain, [0.3, -0.2, 0.4])

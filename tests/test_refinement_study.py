@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import firedrake as fd
-from fem_crossdiff.refinement import (eoc, format_table, functional_convergence, mms_model, space_convergence,
+from fem_crossdiff.studies.tables import eoc, format_table
+from fem_crossdiff.studies.manufactured import ( functional_convergence, mms_model, space_convergence,
                                       time_self_convergence_image)
 from fem_crossdiff.studies import MESHES, study_model, study_pair
 
@@ -53,12 +54,12 @@ def _roi_available():
 @pytest.mark.skipif(not _roi_available(), reason="meshes/roi_disc.msh not present")
 def test_model_runs_on_the_gmsh_roi_mesh():
     """The unstructured all-quad disc: Evolution works unchanged; mass is conserved, the noise is smoothed."""
-    from fem_crossdiff.data import load
-    from fem_crossdiff.images import image_to_function
-    from fem_crossdiff.models import make_model
-    from fem_crossdiff.noise import gaussian_noise
+    from fem_crossdiff.imaging.data import load
+    from fem_crossdiff.fem import image_to_function
+    from fem_crossdiff.model import make_model
+    from fem_crossdiff.imaging.noise import gaussian_noise
     from fem_crossdiff.studies import roi_mesh
-    from fem_crossdiff.timestepping import Evolution
+    from fem_crossdiff.fem import Evolution
     mesh = roi_mesh()
     assert mesh.ufl_cell().cellname == "quadrilateral"
     clean = load("coins")

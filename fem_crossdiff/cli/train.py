@@ -1,0 +1,50 @@
+"""``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures."""
+from ..learning.settings import MISFITS, OBJECTIVES
+from .common import checkpoints_option
+
+NAME, HELP = "train", "learn a cross-diffusion model from (clean, noisy) pairs"
+
+
+def add_parser(sub):
+    s = sub.add_parser(NAME, help=HELP)
+    s.add_argument("--out", required=True, help="model JSON to write (never overwritten)")
+    s.add_argument("--images", nargs="+", help="bundled scikit-image names (default: all non-test images)")
+    s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
+    s.add_argument("--patch", type=int, default=64)
+    s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
+    s.add_argument("--stages", type=int, default=3)
+    s.add_argument("--steps", type=int, default=12)
+    s.add_argument("--time", type=float, default=2.0)
+    s.add_argument("--centres", type=int, default=16, help="RBF centres per influence function (default 16)")
+    s.add_argument("--maxiter", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--misfit", choices=MISFITS, default="L2",
+                   help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
+    s.add_argument("--objective", choices=OBJECTIVES, default="mse",
+                   help="mse: mean squared error over the patches (default); psnr: mean PSNR")
+    s.add_argument("--modulation", type=int, default=15, metavar="N",
+                   help="multiply g11(|grad u|) by h11(v) with N RBF centres, starting from h11 = 1 (default 15; "
+                        "0: none; a model given to --init keeps its own h11)")
+    s.add_argument("--psi", type=int, default=0, metavar="N",
+                   help="add the reaction psi(v) to the u-equation, N RBF centres with signed weights, starting from "
+                        "psi = 0 (default 0: none; a model given to --init keeps its own psi)")
+    s.add_argument("--refine", type=int, nargs="+", default=[0], metavar="R",
+                   help="mesh refinement level(s) to train on (default 0, the pixel mesh; e.g. 0 1: the mean loss "
+                        "on the pixel mesh and on the mesh refined once, for resolution-consistent models)")
+    s.add_argument("--checkpoints", type=checkpoints_option, default="all", metavar="{tape,all,K}",
+                   help="gradients by a reverse sweep keeping all states (default: fastest), or only K snapshots "
+                        "(binomial checkpointing: bounded memory for long horizons), or by pyadjoint's tape; "
+                        "the same gradients")
+    s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
+    s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
+    s.set_defaults(func=run, firedrake=True)
+
+
+def run(args):
+    from ..learning.training import train
+    train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
+          stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
+          resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
+          modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
+          command=args.command_line)
+

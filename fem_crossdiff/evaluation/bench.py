@@ -1,0 +1,167 @@
+"""``fem-crossdiff bench``: warm time per semi-implicit step and per whole denoise for several image sizes,
+the cold (first, compiling) run separately, and TV-Chambolle / BM3D on the same image in the same run."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from ..fem import denoise, image_to_function
+from ..fem.arrays import evolution_for
+from ..imaging.data import centre_crop, load, noisy_pair
+from ..imaging.metrics import psnr
+from ..imaging.noise import gaussian_noise
+from ..learned import shipped_model
+from ..learning import DatasetLoss, pack
+from ..model import load_model, make_model
+from ..resources import peak_memory_mb
+
+__all__ = ["run_bench", "run_gradient_bench", "gradient_case", "time_call"]
+
+
+def time_call(fn, repeats):
+    """(min, result) of ``repeats`` wall-clock timings of ``fn()``."""
+    best, out = np.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def _test_image(size, sigma255):
+    base = load("camera") if size <= 512 else np.tile(load("camera"), (2, 2))
+    clean = centre_crop(base, size)
+    return noisy_pair(clean, sigma255, seed=0)
+
+
+def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, sigma255=25.0, out=print):
+    rank0 = MPI.COMM_WORLD.rank == 0
+    out = out if rank0 else (lambda *a, **k: None)
+    m = make_model(model)
+    out(f"fem-crossdiff bench: model {model}, semi-implicit, {m.steps} steps to T={m.time:g}, "
+        f"{MPI.COMM_WORLD.size} rank(s), best of {repeats}")
+    if rank0:
+        cold, cached = _first_run_seconds(model, 256, fresh_cache=True), _first_run_seconds(model, 256, False)
+        out(f"first denoise of a 256² image in a new process (Firedrake import, mesh, kernels): cold, empty "
+            f"kernel cache {cold:.1f} s; with the kernel cache on disk {cached:.1f} s")
+    clean, noisy = _test_image(sizes[0], sigma255)
+    denoise(noisy, m)  # set-up outside the timings below
+    out(f"{'size':>6} {'dofs':>9} {'ms/step':>9} {'denoise s':>10} {'ns/dof/step':>12} {'PSNR in':>8} {'PSNR out':>9}")
+    results = {}
+    for size in sizes:
+        clean, noisy = _test_image(size, sigma255)
+        ev = evolution_for(noisy.shape, m, 0, "semi-implicit", m.time, m.steps, None)
+        f = image_to_function(noisy, ev.V)
+        t_run, _ = time_call(lambda: ev.run(f), repeats)
+        t_all, u = time_call(lambda: denoise(noisy, m), repeats)
+        dofs = 2 * size * size
+        per_step = t_run / m.steps
+        results[size] = dict(step=per_step, denoise=t_all, psnr=psnr(clean, u))
+        out(f"{size:>5}² {dofs:>9d} {1e3 * per_step:>9.1f} {t_all:>10.3f} {1e9 * per_step / dofs:>12.1f} "
+            f"{psnr(clean, noisy):>8.2f} {psnr(clean, u):>9.2f}")
+    _baselines(sizes, sigma255, results, out, rank0)
+    return results
+
+
+def _first_run_seconds(model, size, fresh_cache):
+    """Wall time of a whole first denoise in a new Python process, optionally with empty Firedrake caches."""
+    code = ("import time; t0 = time.perf_counter(); import numpy as np; import fem_crossdiff as fc; "
+            f"fc.denoise(np.random.default_rng(0).random(({size}, {size})), {model!r}); "
+            "print(time.perf_counter() - t0)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if fresh_cache:
+            env["FIREDRAKE_CACHE_DIR"] = cache
+            env.pop("PYOP2_CACHE_DIR", None)
+            env.pop("FIREDRAKE_TSFC_KERNEL_CACHE_DIR", None)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"first-run measurement failed: {proc.stderr[-500:]}")
+    return float(proc.stdout.split()[-1])
+
+
+def _baselines(sizes, sigma255, results, out, rank0):
+    """TV-Chambolle and (if installed) BM3D on the 256² image (or the largest size below it)."""
+    size = 256 if 256 in sizes else max(sizes)
+    clean, noisy = _test_image(size, sigma255)
+    if not rank0:
+        return
+    from skimage.restoration import denoise_tv_chambolle
+    t_tv, u_tv = time_call(lambda: denoise_tv_chambolle(noisy, weight=0.1), 3)
+    ours = results[size]
+    out(f"\nsame {size}² image, same run:")
+    out(f"  fem-crossdiff   {ours['denoise']:8.3f} s   PSNR {ours['psnr']:.2f} dB")
+    out(f"  TV-Chambolle    {t_tv:8.3f} s   PSNR {psnr(clean, u_tv):.2f} dB   (weight 0.1)")
+    try:
+        import bm3d
+    except ImportError:
+        out("  BM3D            not installed (pip install bm3d)")
+        return
+    t_bm, u_bm = time_call(lambda: bm3d.bm3d(noisy, sigma_psd=sigma255 / 255), 1)
+    out(f"  BM3D            {t_bm:8.3f} s   PSNR {psnr(clean, u_bm):.2f} dB   "
+        f"(fem-crossdiff is {t_bm / ours['denoise']:.1f}x faster)")
+
+
+# ------------------------------------------------------------------------------- gradient cost
+def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, checkpoints=(None, "all", 4),
+                       out=print):
+    """Cost of one training gradient against the forward solve, and peak memory, per image size and way of
+    computing it (``checkpoints``: None = pyadjoint tape, taped forward + adjoint; "all" or K = the reverse sweep
+    of :mod:`fem_crossdiff.learning.sweep`, keeping every state or K snapshots; its time is all "adjoint").
+    Every case runs in its own process so that peak memory is that of one gradient. Model: a shipped learned
+    model (``sigma15``/``sigma25``) or a model JSON; ``steps`` overrides its number of time steps (same final
+    time: a longer horizon)."""
+    out(f"fem-crossdiff bench --gradient: model {model}, {steps or 'its'} steps, one image per gradient, "
+        f"best of {repeats}, one rank")
+    out(f"{'size':>6} {'gradient':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
+        f"{'grad/UFL':>9} {'adj/UFL':>8} {'grad/fast':>9} {'peak MiB':>9}")
+    rows = []
+    for size in sizes:
+        for ck in checkpoints:
+            code = (f"from fem_crossdiff.evaluation.bench import gradient_case; import json; "
+                    f"print(json.dumps(gradient_case({size}, {model!r}, {repeats}, {ck!r}, {steps})))")
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            if proc.returncode != 0:
+                raise RuntimeError(f"gradient benchmark ({size}², checkpoints={ck!r}) failed:\n"
+                                   f"{proc.stderr[-800:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            grad = r["taped_forward"] + r["adjoint"]
+            rows.append(dict(size=size, checkpoints=ck, **r))
+            label = "tape" if ck is None else f"sweep:{ck}"
+            out(f"{size:>5}² {label:>10} {r['forward_fast']:>10.3f} "
+                f"{r['forward_ufl']:>10.3f} {r['taped_forward']:>10.3f} {r['adjoint']:>8.3f} "
+                f"{grad / r['forward_ufl']:>9.1f} {r['adjoint'] / r['forward_ufl']:>8.1f} "
+                f"{grad / r['forward_fast']:>9.1f} {r['peak_mb']:>9.0f}")
+    out("fwd fast: the denoise path (no tape); fwd UFL: the same Firedrake assembly the tape records; "
+        "grad = taped fwd + adjoint; 'sweep:all'/'sweep:K': reverse sweep keeping every state / K snapshots")
+    return rows
+
+
+def gradient_case(size, model, repeats, checkpoints, steps=None):
+    """Timings (s) of one image's forward (fast, UFL) and gradient (taped forward, adjoint) and peak MiB (run by
+    :func:`run_gradient_bench` in a process of its own)."""
+    m = load_model(shipped_model(int(model[5:])) if model in ("sigma15", "sigma25") else model)
+    clean = centre_crop(load("chelsea"), size)
+    pairs = [(clean, gaussian_noise(clean, 25 / 255, seed=0))]
+    steps = steps or m.steps
+    loss = DatasetLoss(m, pairs, checkpoints=checkpoints, steps=steps)
+    x = pack(m)
+    loss.loss_and_gradient(x)                          # compile everything outside the timings
+    best = {"taped forward": float("inf"), "adjoint": float("inf")}
+    for _ in range(repeats):
+        loss.seconds = dict.fromkeys(best, 0.0)
+        loss.loss_and_gradient(x)
+        best = {k: min(best[k], loss.seconds[k]) for k in best}
+    peak = peak_memory_mb()
+    t_fast, _ = time_call(lambda: loss.loss(x), repeats)
+    ufl = DatasetLoss(m, pairs, fast=False, steps=steps)
+    ufl.loss(x)
+    t_ufl, _ = time_call(lambda: ufl.loss(x), repeats)
+    return dict(forward_fast=t_fast, forward_ufl=t_ufl, taped_forward=best["taped forward"],
+                adjoint=best["adjoint"], peak_mb=peak, steps=steps)

@@ -1,0 +1,138 @@
+r"""One semi-implicit step on the fast path: the block matrix filled by :class:`~.assembler.SemiImplicitAssembler`
+and solved by a PETSc KSP configured from the finite-element layer's solver options (the same options, hence the
+same tolerance, as Firedrake's path)."""
+import numpy as np
+from petsc4py import PETSc
+
+from ..model import PSI_PARAMETER
+from .adjoint import FastStepAdjoint
+from .assembler import SemiImplicitAssembler, rbf
+from .grid import StructuredQ1
+from .matrix import BlockMatrix, interleaved_csr
+
+__all__ = ["FastSemiImplicitSolver", "KSP_REASONS"]
+
+#: PETSc KSP converged/diverged reason number -> name.
+KSP_REASONS = {getattr(PETSc.KSP.ConvergedReason, k): k for k in dir(PETSc.KSP.ConvergedReason)
+               if not k.startswith("_")}
+
+
+class FastSemiImplicitSolver:
+    r"""One semi-implicit step :math:`A(w^n)\,w^{n+1} = b(w^n)` with a PETSc KSP on a :class:`BlockMatrix`.
+
+    Solved as :math:`A\,\delta = b - A w^n`, :math:`w^{n+1} = w^n + \delta`, from :math:`\delta = 0` (as the UFL
+    path's Newton step), so ``ksp_rtol`` is relative to the initial residual. Linear models (constant
+    :math:`D`) keep their matrix and its factorisation while the stage parameters do not change.
+    """
+
+    def __init__(self, discrete, W, xy, *, solver_parameters=None, prefix="fem_crossdiff_fast_", prefer_baij=True):
+        self.discrete = discrete
+        self.q1 = StructuredQ1(W.cell_node_list, xy)
+        self.assembler = SemiImplicitAssembler(discrete, self.q1)
+        self.comm = W.mesh().comm                 # one rank (possibly a sub-communicator of an ensemble)
+        self.matrix = BlockMatrix(self.q1, prefer_baij, self.comm)
+        self.A = self.matrix.mat
+        self.linear = not discrete.model.state_dependent
+        self._key = None
+        self._step_adjoint = None
+        self.ksp = self._make_ksp(solver_parameters or {}, prefix)
+        self.transposed_solves = 0
+        self.r, self.delta, self.x = self.A.createVecLeft(), self.A.createVecRight(), self.A.createVecRight()
+        self.mass2 = PETSc.Mat().createAIJ((2 * self.q1.nnodes,) * 2, bsize=2, comm=self.comm,
+                                           csr=interleaved_csr(self.q1, self.q1.mass))   # M ⊗ I
+        self.mass2.assemble()
+
+    def _make_ksp(self, parameters, prefix):
+        """KSP from the PETSc options ``parameters`` (the finite-element layer's; ``mat_type`` and the Newton
+        ``snes_*`` options do not apply to a KSP)."""
+        params = {k: v for k, v in parameters.items() if k != "mat_type" and not k.startswith("snes_")}
+        opts = PETSc.Options()
+        for key, val in params.items():
+            opts[prefix + key] = val
+        ksp = PETSc.KSP().create(comm=self.comm)
+        ksp.setOptionsPrefix(prefix)
+        ksp.setOperators(self.A)
+        try:
+            ksp.setFromOptions()
+        finally:
+            for key in params:
+                opts.delValue(prefix + key)
+        return ksp
+
+    @property
+    def last_fields(self):
+        """The Gauss-point coefficient fields of the last matrix fill (what :meth:`solve_transpose` can reuse)."""
+        return self.assembler.last_fields
+
+    def step_adjoint(self):
+        """The C pass of a step's adjoint derivative forms for this model (:class:`~.adjoint.FastStepAdjoint`),
+        built on first use; None where it does not apply (the caller then assembles the forms with Firedrake)."""
+        if self._step_adjoint is None:
+            self._step_adjoint = FastStepAdjoint.create(self.q1, self.discrete.model) or False
+        return self._step_adjoint or None
+
+    def assemble(self, w, k, tau, stage=None, transpose=False, fields=None):
+        """Fill :math:`A` (or :math:`A^T`) for the state ``w`` (nodes, 2), stage ``k`` and step ``tau`` (from the
+        Gauss-point ``fields`` if given, :meth:`SemiImplicitAssembler.fill`); return the PETSc matrix."""
+        stage = self.discrete.get_stage(k) if stage is None else stage
+        self._key = None
+        self.matrix.update(lambda values: self.assembler.fill(values, w, k, tau, stage, transpose, fields))
+        return self.A
+
+    def update_matrix(self, w, k, tau):
+        """:meth:`assemble`, skipped for a linear model whose stage numbers have not changed (the
+        factorisation of the preconditioner is then kept too)."""
+        stage = self.discrete.get_stage(k)
+        if self.linear:
+            key = (k, tau, repr(stage))
+            if key == self._key:
+                return
+            self.assemble(w, k, tau, stage)
+            self._key = key
+        else:
+            self.assemble(w, k, tau, stage)
+
+    def _residual(self, w_old, w, f, k, tau):
+        """:math:`r = b - A w^n`, :math:`b = (\\mathcal M\\otimes I)(w^n + \\tau(\\lambda f, 0)) + \\tau(\\psi(v^n), 0)`
+        (:math:`\\psi` integrated at the Gauss points), into ``self.r``."""
+        stage = self.discrete.get_stage(k)
+        lam = float(stage["lam"])
+        with self.x as x:
+            x[:] = w.reshape(-1)
+            if lam != 0:
+                x[0::2] += tau * lam * f
+        self.A.mult(w_old, self.r)
+        self.r.scale(-1.0)
+        self.mass2.multAdd(self.x, self.r, self.r)
+        psi = self.discrete.model.psi
+        if psi is not None:
+            with self.r as r:
+                r[0::2] += tau * self.q1.load(rbf(psi, self.q1.gauss_v(w), stage[PSI_PARAMETER]))
+
+    def solve_transpose(self, w, k, tau, stage, b, x, fields=None):
+        """:math:`A(w)^T x = b` (PETSc vectors) for the state ``w`` (nodes, 2), stage ``k`` (numbers ``stage``)
+        and step ``tau`` (the adjoint of a step, :mod:`fem_crossdiff.taping`); returns the KSP's converged reason.
+        ``fields``: the Gauss-point fields the forward step filled :math:`A(w)` from, if kept.
+
+        :math:`A^T` is filled like :math:`A` (:meth:`SemiImplicitAssembler.fill` with ``transpose``) and solved
+        by the forward KSP, so the adjoint has the forward's solver, tolerances and cost (a direct forward
+        solve gives a direct adjoint solve)."""
+        self.assemble(w, k, tau, stage, transpose=True, fields=fields)
+        self.ksp.solve(b, x)
+        self.transposed_solves += 1
+        return self.ksp.getConvergedReason()
+
+    def step(self, w_old, w, w_new, k, tau, f):
+        """:math:`w^{n+1}` into the PETSc vector ``w_new`` from :math:`w^n` (PETSc vector ``w_old``, its values
+        ``w`` as a (nodes, 2) array) for stage ``k``, step ``tau`` and data ``f`` (nodes,).
+
+        Returns the KSP's converged reason (negative: diverged, and ``w_new`` is left unchanged).
+        """
+        self.update_matrix(w, k, tau)
+        self._residual(w_old, w, f, k, tau)
+        self.ksp.solve(self.r, self.delta)                  # zero initial guess (the KSP default)
+        reason = self.ksp.getConvergedReason()
+        if reason > 0:
+            w_old.copy(w_new)
+            w_new.axpy(1.0, self.delta)
+        return reason

@@ -1,0 +1,226 @@
+"""Training: L-BFGS-B with box bounds over :class:`~fem_crossdiff.learning.loss.DatasetLoss`, resumable from a file
+written after every iteration, the model saved with its provenance (command, settings, losses, chain of runs)."""
+import fcntl
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+from scipy.optimize import minimize
+
+from ..errors import InputError, ModelError, check_counts
+from ..model import CrossDiffusionModel, load_model, save_model
+from ..resources import peak_memory_mb
+from ..safeio import atomic_write, check_outputs
+from .loss import DatasetLoss, MultiResolutionLoss
+from .pairs import training_pairs
+from .parametrisation import bounds, learned_template, pack, unpack, with_modulation, with_psi
+
+__all__ = ["train", "ResumeFile", "RunLock"]
+
+
+class RunLock:
+    """``OUT.lock``, held (``flock``) by the training run that writes ``OUT`` and ``OUT.checkpoint``: a second run
+    on the same ``--out`` is refused at once instead of sharing (and overwriting) the first one's files. Taken on
+    rank 0, the outcome shared with every rank; the file is removed when the run ends."""
+
+    def __init__(self, out, comm):
+        self.path, self.comm, self.handle = out + ".lock", comm, None
+        ok, message = True, None
+        if comm.rank == 0:
+            try:
+                self.handle = open(self.path, "a")
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                ok, message = False, (f"{out}: another training run is writing it (it holds {self.path}); wait for "
+                                      "it to finish or choose another --out")
+            except OSError as e:
+                ok, message = False, f"{self.path}: cannot take the run's lock ({e.strerror})"
+            if not ok and self.handle is not None:
+                self.handle.close()
+                self.handle = None
+        ok, message = comm.bcast((ok, message))
+        if not ok:
+            raise InputError(message)
+
+    def release(self):
+        if self.handle is not None:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            self.handle.close()
+            self.handle = None
+
+
+class ResumeFile:
+    """The state of a training run (settings, current model, history), written atomically after every optimiser
+    iteration to ``OUT.checkpoint``, from which ``--resume`` continues."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def save(self, state):
+        def write(tmp):
+            with open(tmp, "w") as fh:
+                json.dump(state, fh)
+
+        atomic_write(self.path, write, ".json", replace=True)
+
+    def load(self):
+        if not os.path.exists(self.path):
+            raise InputError(f"{self.path}: no training state to resume from")
+        try:
+            with open(self.path) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{self.path}: not a readable training state ({e})") from None
+        if not (isinstance(state, dict) and {"settings", "model", "history", "elapsed", "initial_loss"} <= set(state)
+                and isinstance(state["history"], list) and state["history"]):
+            raise InputError(f"{self.path}: not a complete training state (settings, model, history)")
+        return state
+
+
+def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
+          centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
+          modulation=15, psi=0, checkpoints="all", log=print, command=None):
+    """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
+    :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
+    :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
+    has one keeps it);
+    ``checkpoints``: how gradients are computed (:class:`DatasetLoss`; default ``"all"``, the reverse sweep
+    keeping every state: the same gradient as pyadjoint's tape (None) in less time and memory; not a setting of
+    the model: a run may resume with another value).
+
+    ``refine``: train on the image mesh refined this many times, or on several levels at once (a list: the
+    mean loss, :class:`MultiResolutionLoss`).
+
+    ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
+    and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
+    rank0 = MPI.COMM_WORLD.rank == 0
+    log = log if rank0 else (lambda *a, **k: None)
+    if not out.endswith(".json"):
+        raise InputError(f"--out {out}: the model file must end in .json")
+    check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
+                 **({} if init else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
+    if not init and stages > steps:
+        raise InputError(f"--stages {stages} exceeds --steps {steps}: every stage needs at least one time step")
+    ckpt = ResumeFile(out + ".checkpoint")
+    levels = list(np.atleast_1d(refine))
+    if not all(int(r) == r and r >= 0 for r in levels) or len(set(levels)) != len(levels):
+        raise InputError(f"--refine {refine}: expected distinct refinement levels >= 0")
+    levels = [int(r) for r in levels]
+    refine = levels[0] if len(levels) == 1 else levels          # as recorded in the settings: [0] is plain 0
+    settings = dict(images=list(images) if images else None, sigma=sigma255, patch=patch, per_image=per_image,
+                    stages=stages, steps=steps, time=time_, centres=centres, seed=seed, refine=refine, init=init,
+                    misfit=misfit, objective=objective, modulation=modulation)
+    if psi:
+        settings["psi"] = psi
+    if os.path.exists(out):
+        raise InputError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
+                         "finished model further, start a new run with --init)")
+    check_outputs([out, ckpt.path], force=True, suffixes=(".json", ".checkpoint"))   # directory, writable
+    lock = RunLock(out, MPI.COMM_WORLD)
+    try:
+        if not resume and os.path.exists(ckpt.path):
+            raise InputError(f"{ckpt.path}: holds the progress of an earlier run; continue it with --resume (same "
+                             "options), or remove it to start afresh")
+        history, t_used = [], 0.0
+        start, init_provenance = _initial_model(init) if init else (None, None)
+        if resume:
+            state = ckpt.load()
+            if state["settings"] != settings:
+                raise InputError(f"{ckpt.path}: checkpoint was made with other settings {state['settings']}; "
+                                 "rerun with the same options or without --resume")
+            model = CrossDiffusionModel.from_dict(state["model"], ckpt.path)
+            history, t_used = state["history"], state["elapsed"]
+            log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
+        else:
+            model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
+            model = with_modulation(model, modulation) if modulation else model
+            model = with_psi(model, psi) if psi else model
+        pairs = training_pairs(images, sigma255, patch, per_image, seed)
+        losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
+                  for r in levels]
+        loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
+        x0, box = pack(model), bounds(model)
+        x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
+        J0 = loss.loss(x0)
+        scale = abs(J0) if objective == "mse" else 1.0       # "psnr": J is in dB already
+        initial = state["initial_loss"] if resume else J0
+        t0 = time.perf_counter() - t_used
+        last = {}
+
+        def fun(x):
+            """L-BFGS-B sees J/scale (order one) and its gradient."""
+            J, g = loss.loss_and_gradient(x)
+            last.update(x=x.copy(), J=J, g=g)
+            return J / scale, g / scale
+
+        def callback(intermediate_result):
+            xk, J = intermediate_result.x, intermediate_result.fun * scale
+            current = model.with_stages(unpack(model, xk))
+            pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
+            entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
+                         certificate=current.certificate(), elapsed=time.perf_counter() - t0,
+                         peak_mb=peak_memory_mb(MPI.COMM_WORLD))
+            history.append(entry)
+            log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
+                f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
+            if rank0:
+                ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
+                               elapsed=entry["elapsed"], initial_loss=initial))
+
+        log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {len(model.stages)} stage(s), "
+            f"{model.steps} steps to T={model.time:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); "
+            f"loss {J0:.6e} (PSNR {loss.psnr(J0):.2f} dB)")
+        interrupted = False
+        try:
+            res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
+                           options=dict(maxiter=maxiter - len(history), maxcor=20, ftol=1e-12, gtol=1e-8)
+                           ) if len(history) < maxiter else None
+            x = res.x if res else pack(model)
+        except KeyboardInterrupt:
+            interrupted = True
+            if history:
+                log(f"\ninterrupted: state of iteration {len(history)} is in {ckpt.path}; continue with --resume")
+            else:
+                log("\ninterrupted before the first iteration finished: nothing saved; start again without --resume")
+            x = pack(CrossDiffusionModel.from_dict(ckpt.load()["model"])) if history else x0
+        final = model.with_stages(unpack(model, x))
+        Jf = loss.loss(x)
+        final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
+                                final_loss=Jf, final_train_psnr=loss.psnr(Jf), iterations=len(history),
+                                elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
+                                gradient_evaluations=loss.evaluations,
+                                peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD))
+        if init:
+            final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
+        final.check_elliptic(out)
+        if rank0 and not interrupted:
+            save_model(final, out)
+            log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {loss.psnr(initial):.2f} -> "
+                f"{loss.psnr(Jf):.2f} dB), certificate {final.certificate():.3e}")
+        if interrupted:
+            raise KeyboardInterrupt
+        return final, history
+    finally:
+        lock.release()
+
+
+def _initial_model(path):
+    """``(model, its provenance)``: a learned model to continue from (:func:`train` clips its parameters into
+    :data:`~.parametrisation.BOUNDS`), its own provenance moved out so that resume files carry only this run's."""
+    model = load_model(path)
+    if model.g11.kind != "rbf" or model.g22.kind != "rbf":
+        raise ModelError(f"{path}: --init needs a learned model (rbf influence functions), not '{model.name}'")
+    provenance, model.provenance = model.provenance, {}
+    return model, provenance
+
+
+def _projected_gradient(x, g, box):
+    """Norm of the gradient projected on the box (zero at a constrained optimum)."""
+    lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
+    return float(np.linalg.norm(np.clip(x - g, lo, hi) - x))
