@@ -296,3 +296,38 @@ def test_evaluate_says_which_model_and_parameters_serve_which_noise_level(tmp_pa
         (tmp_path / name).write_text("{}")
     assert shipped_models(tmp_path) == {15: str(tmp_path / "sigma15.json")}
     assert shipped_model(25).endswith("sigma25.json")
+
+
+def test_the_input_depth_is_kept_and_what_is_lost_is_said(tmp_path, capsys):
+    """8-bit in, 8-bit out; 16-bit in, 16-bit out (PNG and TIFF); a float TIFF outside [0, 1] keeps its values;
+    float data written to PNG goes to 16 bits, and the command says so."""
+    import imageio.v3 as iio
+    rng = np.random.default_rng(0)
+    grey = rng.random((10, 12))
+    iio.imwrite(tmp_path / "a8.png", np.round(255 * grey).astype(np.uint8))
+    iio.imwrite(tmp_path / "a16.png", np.round(65535 * grey).astype(np.uint16))
+    iio.imwrite(tmp_path / "f.tif", (4 * grey).astype(np.float32))
+    np.save(tmp_path / "f.npy", grey)
+    run = lambda src, dst: main(["denoise", str(tmp_path / src), str(tmp_path / dst), "--quiet",  # noqa: E731
+                                 "--model", "heat", "--steps", "2", "--time", "0.2"])
+    for src, dst, dtype in (("a8.png", "o8.png", np.uint8), ("a16.png", "o16.png", np.uint16),
+                            ("a16.png", "o16.tif", np.uint16), ("f.tif", "of.tif", np.float32)):
+        assert run(src, dst) == 0
+        assert iio.imread(tmp_path / dst).dtype == dtype
+    assert iio.imread(tmp_path / "of.tif").max() > 2                          # not clipped to [0, 1]
+    assert abs(np.round(iio.imread(tmp_path / "o16.png") / 257.0) - iio.imread(tmp_path / "o8.png")).max() <= 1
+    capsys.readouterr()
+    assert run("f.npy", "of.png") == 0
+    assert "float pixels stored as uint16" in capsys.readouterr().err
+    assert iio.imread(tmp_path / "of.png").dtype == np.uint16
+
+
+def test_integer_arrays_through_the_python_api_are_scaled_like_files(noisy_small):
+    """A uint8 array is an image in 0..255 (as a PNG's pixels), not values 0..255 to diffuse; an int64 array is
+    ambiguous and refused."""
+    import fem_crossdiff as fc
+    _, noisy = noisy_small
+    as8 = np.round(255 * np.clip(noisy, 0, 1)).astype(np.uint8)
+    assert np.allclose(fc.denoise(as8, "heat"), fc.denoise(as8 / 255.0, "heat"), atol=1e-12)
+    with pytest.raises(fc.ImageError, match="int64 pixels .* are ambiguous"):
+        fc.denoise(as8.astype(np.int64), "heat")

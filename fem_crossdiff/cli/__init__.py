@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 
 from . import bench, denoise, evaluate, models, studies, train
 from .common import rank0
@@ -28,12 +29,21 @@ def build_parser():
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (a slower path, a fallback) as one line on stderr, rank 0 only; the deprecation notices of
+    libraries are for their developers, not for a user of this command."""
+    if rank0() and not issubclass(category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+        text = " ".join(str(message).removeprefix("fem_crossdiff: ").split())
+        print(f"fem-crossdiff: note: {text}", file=sys.stderr)
+
+
 def main(argv=None):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command_line = "fem-crossdiff " + shlex.join(argv)  # recorded in the provenance of outputs
     from ..errors import InputError
+    warnings.showwarning = _one_line_warning
     try:
         if args.firedrake:
             from .common import start_firedrake

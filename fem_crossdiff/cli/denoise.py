@@ -1,5 +1,6 @@
 """``fem-crossdiff denoise IN OUT``: one image through a model; every output is checked before any work."""
 import os
+import sys
 import time
 
 from .common import ProgressBar, param_option, rank0, say
@@ -35,6 +36,12 @@ def run(args):
         raise InputError(f"--time must be > 0, got {args.time}")
     img, depth = read_image(args.input, with_depth=True)
     params = dict(args.param or [])
+    for key in ("time", "steps"):                      # listed by `models` as parameters: the same as --time/--steps
+        if key in params:
+            given = getattr(args, key)
+            if given is not None and given != params[key]:
+                raise InputError(f"--param {key}={params[key]:g} contradicts --{key} {given:g}; give one")
+            setattr(args, key, params.pop(key))
     t0 = time.perf_counter()
     u, v = denoise(img, args.model, time=args.time, steps=args.steps, refine=args.refine, scheme=args.scheme,
                    return_v=True, callback=None if args.quiet else ProgressBar(os.path.basename(args.input)),
@@ -45,6 +52,6 @@ def run(args):
             notes.append(write_image(args.edges, np.abs(v) / max(np.abs(v).max(), 1e-300), replace=args.force,
                                      depth=depth))
         for note in filter(None, notes):
-            say(f"note: {note}")
+            print(f"fem-crossdiff denoise: note: {note}", file=sys.stderr)
     say(f"{args.input} -> {args.output}  ({img.shape[0]}×{img.shape[1]}, model {args.model}, "
         f"{time.perf_counter() - t0:.2f} s)")

@@ -35,6 +35,8 @@ class FastSemiImplicitSolver:
         self.linear = not discrete.model.state_dependent
         self._key = None
         self._step_adjoint = None
+        self._direct = None
+        self.prefix = prefix
         self.ksp = self._make_ksp(solver_parameters or {}, prefix)
         self.transposed_solves = 0
         self.r, self.delta, self.x = self.A.createVecLeft(), self.A.createVecRight(), self.A.createVecRight()
@@ -58,6 +60,12 @@ class FastSemiImplicitSolver:
             for key in params:
                 opts.delValue(prefix + key)
         return ksp
+
+    def _direct_ksp(self):
+        """A direct solver (PETSc's LU) on the same matrix, built on first use."""
+        if self._direct is None:
+            self._direct = self._make_ksp({"ksp_type": "preonly", "pc_type": "lu"}, self.prefix + "direct_")
+        return self._direct
 
     @property
     def last_fields(self):
@@ -122,16 +130,18 @@ class FastSemiImplicitSolver:
         self.transposed_solves += 1
         return self.ksp.getConvergedReason()
 
-    def step(self, w_old, w, w_new, k, tau, f):
+    def step(self, w_old, w, w_new, k, tau, f, direct=False):
         """:math:`w^{n+1}` into the PETSc vector ``w_new`` from :math:`w^n` (PETSc vector ``w_old``, its values
-        ``w`` as a (nodes, 2) array) for stage ``k``, step ``tau`` and data ``f`` (nodes,).
+        ``w`` as a (nodes, 2) array) for stage ``k``, step ``tau`` and data ``f`` (nodes,); ``direct``: by LU
+        instead of the configured (iterative) solver.
 
         Returns the KSP's converged reason (negative: diverged, and ``w_new`` is left unchanged).
         """
         self.update_matrix(w, k, tau)
         self._residual(w_old, w, f, k, tau)
-        self.ksp.solve(self.r, self.delta)                  # zero initial guess (the KSP default)
-        reason = self.ksp.getConvergedReason()
+        ksp = self._direct_ksp() if direct else self.ksp
+        ksp.solve(self.r, self.delta)                       # zero initial guess (the KSP default)
+        reason = ksp.getConvergedReason()
         if reason > 0:
             w_old.copy(w_new)
             w_new.axpy(1.0, self.delta)

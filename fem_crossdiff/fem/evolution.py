@@ -31,7 +31,7 @@ from ..errors import InputError, ModelError
 from ..fast import KSP_REASONS, FastPathError, FastSemiImplicitSolver, SlowPathWarning
 from .forms import DiscreteModel
 from .functions import dof_coordinates, pixel_space
-from .solvers import LINEAR_SOLVER, NEWTON_SOLVER, QUADRATURE_DEGREE
+from .solvers import DIRECT_SOLVER, LINEAR_SOLVER, NEWTON_SOLVER, QUADRATURE_DEGREE
 from .taping import SemiImplicitStepBlock, StepForms
 
 __all__ = ["Evolution", "EvolutionError", "SCHEMES"]
@@ -79,6 +79,7 @@ class Evolution:
         self._fast_ok = (fast and scheme == "semi-implicit" and source is None and mesh.comm.size == 1
                          and quadrature_degree == QUADRATURE_DEGREE)
         self._fast = None
+        self._direct_solvers = None             # built if an iterative solve ever fails (_retry_directly)
         #: Taped semi-implicit steps are one block each (:mod:`fem_crossdiff.fem.taping`), else pyadjoint's
         #: generic solve blocks; also what the reverse sweep of :mod:`fem_crossdiff.learning.sweep` needs.
         self.step_blocks = step_block and scheme == "semi-implicit" and source is None
@@ -117,15 +118,15 @@ class Evolution:
         L = (ufl.inner(w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
         return a, L
 
-    def _make_solver(self, k):
+    def _make_solver(self, k, parameters=None, tag=""):
         dm, dx, dt = self.discrete, self.dx, self.dt
         phi = fd.TestFunction(self.W)
         theta = SCHEMES[self.scheme]
         if theta is None:
             a, L = self.semi_implicit_forms(k)
             problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=not self.model.state_dependent)
-            return fd.LinearVariationalSolver(problem, solver_parameters=self.solver_parameters,
-                                              options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
+            return fd.LinearVariationalSolver(problem, solver_parameters=parameters or self.solver_parameters,
+                                              options_prefix=f"fem_crossdiff_{id(self)}_{k}_{tag}")
         F = (ufl.inner(self.w - self.w_old, phi) * dx
              + dt * theta * self._operator(self.w, phi, k, self.t + dt)
              + dt * (1 - theta) * self._operator(self.w_old, phi, k, self.t))
@@ -171,15 +172,19 @@ class Evolution:
             return self._taped_step(n)
         if self._fast_solver() is not None:
             return self._fast_step(n)
+        k = self.discrete.stage_of_step(n, self.steps)
         self.w.assign(self.w_old)
-        solver = self._solvers[self.discrete.stage_of_step(n, self.steps)]
         try:
-            solver.solve()
+            self._solvers[k].solve()
         except ConvergenceError as e:
-            reason = str(e).splitlines()[-1] if str(e) else "diverged"
-            raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
-                                 f"{n + 1}/{self.steps} (dt={float(self.dt):g}): {reason}. "
-                                 "Try more steps or a smaller time.") from None
+            reason = str(e).splitlines()[-1].strip() if str(e) else "diverged"
+            if not self._retry_directly(n, reason):
+                raise self._failure(n, reason) from None
+            self.w.assign(self.w_old)
+            try:
+                self._direct_solvers[k].solve()
+            except ConvergenceError as e:
+                raise self._failure(n, str(e).splitlines()[-1].strip()) from None
         self.w_old.assign(self.w)
         self.t.assign(float(self.t) + float(self.dt))
 
@@ -233,12 +238,38 @@ class Evolution:
         dt = float(self.dt.values()[0])                    # float(Constant) goes through UFL: 0.1 ms
         with self.w_old.dat.vec_ro as old, self.w.dat.vec_wo as new:
             reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro)
+            if reason < 0 and self._retry_directly(n, f"linear solve {KSP_REASONS.get(reason, reason)}"):
+                reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro, direct=True)
         if reason < 0:
-            raise EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
-                                 f"{n + 1}/{self.steps} (dt={dt:g}): linear solve "
-                                 f"{KSP_REASONS.get(reason, reason)}. Try more steps or a smaller time.")
+            raise self._failure(n, f"linear solve {KSP_REASONS.get(reason, reason)}")
         self.w_old.dat.data_wo[...] = self.w.dat.data_ro   # as assign(), without its expression overhead
         self.t.assign(float(self.t.values()[0]) + dt)
+
+    def _retry_directly(self, n, reason):
+        """Whether a semi-implicit step whose iterative solve failed is solved again directly (LU; said once per
+        Evolution): so that success does not depend on the preconditioner, hence on the number of ranks."""
+        if self.scheme != "semi-implicit" or self.solver_parameters.get("ksp_type") == "preonly":
+            return False
+        if self._direct_solvers is None:
+            nst = len(self.discrete.params)
+            self._direct_solvers = [self._make_solver(k, {**DIRECT_SOLVER}, "direct_") for k in range(nst)]
+            warnings.warn(f"fem_crossdiff: model '{self.model.name}': the iterative solve of step {n + 1} did not "
+                          f"converge ({reason}); such steps are solved directly (LU) instead", SlowPathWarning,
+                          stacklevel=4)
+        return True
+
+    def _failure(self, n, reason):
+        """The :class:`EvolutionError` of a failed step: where, why, and what to try."""
+        hint = "Try more steps or a smaller time."
+        if self.scheme != "semi-implicit":
+            s = self.model.nonmonotone_flux()
+            if s is not None:
+                hint = (f"Its flux |grad u| g11(|grad u|) decreases for |grad u| > {s:.3g} (Perona-Malik type, "
+                        "forward-backward): the implicit step's nonlinear system is not monotone and Newton need not "
+                        "converge for any step size; use the semi-implicit scheme (lagged coefficients, what learned "
+                        "models are trained with).")
+        return EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
+                              f"{n + 1}/{self.steps} (dt={float(self.dt.values()[0]):g}): {reason}. {hint}")
 
     def check_finite(self):
         with self.w.dat.vec_ro as x:

@@ -26,20 +26,28 @@ SUFFIX_DEPTHS = {".png": ("uint8", "uint16"), ".tif": DEPTHS, ".tiff": DEPTHS, "
 WRITE_SUFFIXES = tuple(SUFFIX_DEPTHS)
 
 
-def _unit(img, name):
-    """``(float64 array, depth)``: uint8 / uint16 / bool scaled to [0, 1] by their range, floats as they are;
-    other integer types are refused (their range says nothing about the image's: 0..255 in an int64 is common)."""
-    if img.dtype == bool:
-        return img.astype(np.float64), "uint8"
-    if img.dtype in (np.uint8, np.uint16):
-        return img.astype(np.float64) / np.iinfo(img.dtype).max, str(img.dtype)
+def _depth(img, name):
+    """The depth of the pixel array ``img``: uint8 (also bool), uint16 or float; other integer types are refused
+    (their range says nothing about the image's: 0..255 in an int64 is common)."""
+    if img.dtype == bool or img.dtype == np.uint8:
+        return "uint8"
+    if img.dtype == np.uint16:
+        return "uint16"
     if np.issubdtype(img.dtype, np.integer):
         raise ImageError(f"{name}: {img.dtype} pixels (values {img.min()}..{img.max()}) are ambiguous; integer "
                          "images must be uint8 (0-255) or uint16 (0-65535): convert them (e.g. arr.astype(np.uint8)) "
                          "or give floats in [0, 1]")
     if not np.issubdtype(img.dtype, np.floating):
         raise ImageError(f"{name}: expected real numbers, got dtype {img.dtype}")
-    return img.astype(np.float64), "float"
+    return "float"
+
+
+def _unit(img, name):
+    """``img`` as float64: uint8 / uint16 / bool scaled to [0, 1] by their range, floats as they are."""
+    depth = _depth(img, name)
+    if depth == "float" or img.dtype == bool:
+        return img.astype(np.float64)
+    return img.astype(np.float64) / np.iinfo(img.dtype).max
 
 
 def check_image(img, name="image"):
@@ -55,7 +63,7 @@ def check_image(img, name="image"):
         raise ImageError(f"{name}: image of shape {img.shape} is too small; need at least 2×2 pixels")
     if not np.issubdtype(img.dtype, np.number) and img.dtype != bool or np.iscomplexobj(img):
         raise ImageError(f"{name}: expected real numbers, got dtype {img.dtype}")
-    img, _ = _unit(img, name)
+    img = _unit(img, name)
     if not np.all(np.isfinite(img)):
         raise ImageError(f"{name}: contains {np.count_nonzero(~np.isfinite(img))} NaN or infinite values")
     return img
@@ -76,26 +84,36 @@ def to_grey(rgb):
 def _to_grey_unit(arr, name):
     """``(grey float64 image, depth)`` from a file's array: colour → grey (:func:`to_grey`), integers → [0, 1]."""
     arr = np.asarray(arr)
-    depth = None
     if arr.ndim == 3 and arr.shape[-1] in (1, 2):                     # grey (+ alpha)
         arr = arr[..., 0]
-    elif arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        if not (np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)):
-            raise ImageError(f"{name}: expected real numbers, got dtype {arr.dtype}")
-        _, depth = _unit(arr.reshape(-1)[:1], name)
+    if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ImageError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    depth = _depth(arr, name)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         arr = to_grey(arr)
-    if depth is None and arr.ndim == 2 and (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        _, depth = _unit(arr.reshape(-1)[:1], name)
     return check_image(arr, name), depth
 
 
 def _read_file(path):
-    """The pixel array of an image file; refuses a file holding several images (a stack, a multi-page TIFF)."""
+    """The pixel array of an image file; refuses a file holding several images (an animation, a multi-page TIFF,
+    a TIFF stack: anything but one grey or colour plane)."""
     import imageio.v3 as iio
-    props = iio.improps(path, index=None)
-    if props.n_images is not None and props.n_images > 1:
-        raise ImageError(f"{path}: holds {props.n_images} images (a stack or multi-page file); give one image "
-                         "per file")
+    if path.lower().endswith((".tif", ".tiff")):
+        import tifffile
+        with tifffile.TiffFile(path) as tif:
+            pages, axes = len(tif.pages), (tif.series[0].axes if tif.series else "")
+            shape = tif.series[0].shape if tif.series else ()
+        if pages > 1:
+            raise ImageError(f"{path}: holds {pages} pages (a multi-page TIFF), not one image; give one image per "
+                             "file")
+        if axes not in ("YX", "YXS"):
+            raise ImageError(f"{path}: holds a stack of shape {tuple(shape)} (axes {axes}), not one image; give one "
+                             "image per file")
+    else:
+        props = iio.improps(path, index=None)
+        if props.is_batch and props.shape[0] > 1:
+            raise ImageError(f"{path}: holds {props.shape[0]} images (an animation or stack); give one image per "
+                             "file")
     return iio.imread(path)
 
 
@@ -116,7 +134,8 @@ def read_image(path, with_depth=False):
     except ImageError:
         raise
     except Exception as e:  # imageio/PIL/numpy raise many different types
-        raise ImageError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from None
+        why = " ".join(str(e).split())[:200]
+        raise ImageError(f"{path}: cannot be read as an image ({type(e).__name__}: {why})") from None
     img, depth = _to_grey_unit(arr, path)
     return (img, depth) if with_depth else img
 

@@ -200,7 +200,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
         final.check_elliptic(out)
         if rank0 and not interrupted:
-            save_model(final, out)
+            try:
+                save_model(final, out)
+            except InputError as e:
+                raise InputError(f"{e}; this run's trained state is in {ckpt.path} (--resume)") from None
             log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {loss.psnr(initial):.2f} -> "
                 f"{loss.psnr(Jf):.2f} dB), certificate {final.certificate():.3e}")
         if interrupted:

@@ -201,6 +201,22 @@ class CrossDiffusionModel:
             alphas.append(lam_min * gmin if lam_min > 0 else lam_min)
         return float(min(alphas))
 
+    def nonmonotone_flux(self, samples=2001):
+        r"""The smallest :math:`s = |\nabla u|` (over the stages and :data:`STATE_RANGE`) beyond which the
+        :math:`u`-flux :math:`s\,g_{11}(s)` decreases (Perona–Malik type: forward–backward diffusion, the semi-implicit
+        lagging keeps it stable, an implicit step's system is not monotone), or None."""
+        g = self.g11
+        if g.kind == "one" or g.variable != "grad_u":
+            return None
+        s = np.linspace(0.0, STATE_RANGE["grad_u"], samples)
+        worst = None
+        for p in self.stages:
+            flux = s * g.of_grad2(s * s, p[g.parameter("11")])
+            down = np.flatnonzero(np.diff(flux) < -1e-12 * np.abs(flux).max())
+            if down.size:
+                worst = s[down[0]] if worst is None else min(worst, s[down[0]])
+        return None if worst is None else float(worst)
+
     def check_elliptic(self, where=None):
         """Raise :class:`ModelError` unless every stage is uniformly elliptic."""
         for k, p in enumerate(self.stages):
