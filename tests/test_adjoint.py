@@ -4,8 +4,8 @@ import pytest
 import ufl
 
 import firedrake as fd
-from fem_crossdiff.studies.continuous_adjoint import (Coefficients, GradientProblem, continuous_gradient,
-                                                      discrete_gradient, fd_gradient, relative_gap)
+from fem_crossdiff.studies.continuous_adjoint import (GradientProblem, continuous_gradient, discrete_gradient,
+                                                      fd_gradient, relative_gap)
 from fem_crossdiff.learning import pack
 from fem_crossdiff.studies.tables import eoc
 from fem_crossdiff.studies import study_model, study_pair
@@ -55,25 +55,6 @@ def test_discrete_gradient_agrees_with_pyadjoints_generic_blocks(model, pair):
     J, g = gp.discrete_gradient()
     assert abs(J - J0) < 1e-7 * J0
     assert relative_gap(g, g0) < 1e-6
-
-
-@pytest.mark.parametrize("name", ["learned-v", "learned", "learned-modulated", "nonlinear-cross", "perona-malik",
-                                  "nonlinear-complex", "heat"])
-def test_hand_written_D_is_the_model_D(name, pair):
-    """Coefficients.D (used by the adjoint) equals DiscreteModel.D (used by the state) pointwise."""
-    from fem_crossdiff.fem import DiscreteModel, image_mesh, image_to_function, pixel_space
-    from fem_crossdiff.model import make_model
-    model = study_model(name, centres=3) if name.startswith("learned") or name == "nonlinear-cross" \
-        else make_model(name, lam=0.1)
-    mesh = image_mesh(pair[1].shape)
-    dm = DiscreteModel(model, mesh)
-    W = fd.Function(pixel_space(mesh, 2))
-    W.sub(0).assign(image_to_function(pair[1], pixel_space(mesh)))
-    W.sub(1).assign(image_to_function(0.3 * (pair[1] - pair[0]), pixel_space(mesh)))
-    for k in range(len(model.stages)):
-        diff = Coefficients(dm, W, k).D - dm.D(W, k)
-        assert fd.assemble(ufl.inner(diff, diff) * fd.dx) < 1e-20
-        assert fd.assemble(ufl.inner(dm.D(W, k), dm.D(W, k)) * fd.dx) > 1.0
 
 
 @pytest.mark.parametrize("name, entry", [("learned-modulated", "w11h"), ("learned-reacting", "wpsi")])

@@ -37,6 +37,9 @@ def add_parser(sub):
                         "the same gradients")
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
     s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
+    s.add_argument("--model", help="train a user model instead: its definition path/to/file.py:Class (its "
+                                   "parameters in their box; --stages/--steps/--time/--centres/--modulation/--psi "
+                                   "do not apply)")
     s.set_defaults(func=run, firedrake=True)
 
 
@@ -46,5 +49,5 @@ def run(args):
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
-          command=args.command_line)
+          command=args.command_line, model=args.model)
 

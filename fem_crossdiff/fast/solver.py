@@ -4,7 +4,7 @@ same tolerance, as Firedrake's path)."""
 import numpy as np
 from petsc4py import PETSc
 
-from ..model import PSI_PARAMETER
+from ..model import PSI_PARAMETER, CrossDiffusionModel
 from .adjoint import FastStepAdjoint
 from .assembler import SemiImplicitAssembler, rbf
 from .grid import StructuredQ1
@@ -60,6 +60,11 @@ class FastSemiImplicitSolver:
             for key in params:
                 opts.delValue(prefix + key)
         return ksp
+
+    @staticmethod
+    def supports(model):
+        """True for the model this path accelerates: the built-in family on :math:`w = (u, v)`."""
+        return isinstance(model, CrossDiffusionModel)
 
     def _direct_ksp(self):
         """A direct solver (PETSc's LU) on the same matrix, built on first use."""

@@ -7,7 +7,9 @@ import firedrake as fd
 
 from ..errors import InputError, ModelError
 from ..imaging.files import check_image
-from ..model import CrossDiffusionModel, make_model
+from ..model import make_model
+from ..model.base import StagedModel
+from .certify import certify
 from .evolution import Evolution
 from .functions import function_to_image, image_mesh, image_to_function
 
@@ -74,16 +76,18 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
             solver_parameters=None, return_v=False, callback=None, **params):
     """Restore the grey image ``img`` (2-D array in [0, 1]) with a cross-diffusion model.
 
-    ``model`` is a name from :data:`fem_crossdiff.model.MODELS` (``params`` override its parameters), a
-    path to a model JSON file, or a :class:`CrossDiffusionModel`. Returns ``u(T)`` as an array of the
-    image's shape, and also ``v(T)`` (the edge indicator) when ``return_v``.
+    ``model`` is a name from :data:`fem_crossdiff.model.MODELS` or a registered user model (``params`` override
+    its parameters), a user model's definition ``path/to/file.py:Class``, a path to a model JSON file, or a model
+    object (:class:`~fem_crossdiff.model.CrossDiffusionModel`, :class:`~fem_crossdiff.model.UFLModel`). Returns ``u(T)`` as an array of the
+    image's shape, and also ``v(T)`` (the edge indicator, the second component; zeros for a one-component model)
+    when ``return_v``.
     """
     img = check_image(img)
-    if not isinstance(model, CrossDiffusionModel):
+    if not isinstance(model, StagedModel):
         model = make_model(model, **params)
     elif params:
-        raise ModelError("parameters can only be overridden for a named model")
-    model.check_elliptic()
+        raise ModelError("parameters can only be overridden for a model given by name")
+    certify(model)
     time, steps = model.check_run(model.time if time is None else time, model.steps if steps is None else steps)
     check_memory(img.shape, refine, model, fd.COMM_WORLD.size)
     ev = evolution_for(img.shape, model, refine, scheme, time, steps, solver_parameters)
@@ -91,5 +95,6 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
     ev.check_finite()
     u = function_to_image(fd.Function(ev.V).interpolate(w[0]))
     if return_v:
-        return u, function_to_image(fd.Function(ev.V).interpolate(w[1]))
+        v = function_to_image(fd.Function(ev.V).interpolate(w[1])) if ev.discrete.components > 1 else 0 * u
+        return u, v
     return u

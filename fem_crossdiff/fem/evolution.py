@@ -29,6 +29,7 @@ from pyadjoint.tape import annotate_tape, stop_annotating
 
 from ..errors import InputError, ModelError
 from ..fast import KSP_REASONS, FastPathError, FastSemiImplicitSolver, SlowPathWarning
+from .certify import certify
 from .forms import DiscreteModel
 from .functions import dof_coordinates, pixel_space
 from .solvers import DIRECT_SOLVER, LINEAR_SOLVER, NEWTON_SOLVER, QUADRATURE_DEGREE
@@ -60,11 +61,12 @@ class Evolution:
         if scheme not in SCHEMES:
             raise ModelError(f"unknown time scheme '{scheme}'; expected one of {', '.join(SCHEMES)}")
         self.model = model
+        certify(model)
         self.time, self.steps = model.check_run(model.time if time is None else time,
                                                 model.steps if steps is None else steps)
         self.scheme, self.mesh = scheme, mesh
         self.discrete = DiscreteModel(model, mesh)
-        self.V, self.W = pixel_space(mesh), pixel_space(mesh, 2)
+        self.V, self.W = pixel_space(mesh), pixel_space(mesh, self.discrete.components)
         self.f = fd.Function(self.V, name="f")
         self.w = fd.Function(self.W, name="w")
         self.w_old = fd.Function(self.W, name="w_old")
@@ -77,7 +79,7 @@ class Evolution:
         self._ufl_solvers = None   # built on first use (the fast path does not need them)
         # fast path: semi-implicit, one rank, no source, standard quadrature; built on first use
         self._fast_ok = (fast and scheme == "semi-implicit" and source is None and mesh.comm.size == 1
-                         and quadrature_degree == QUADRATURE_DEGREE)
+                         and quadrature_degree == QUADRATURE_DEGREE and FastSemiImplicitSolver.supports(model))
         self._fast = None
         self._direct_solvers = None             # built if an iterative solve ever fails (_retry_directly)
         #: Taped semi-implicit steps are one block each (:mod:`fem_crossdiff.fem.taping`), else pyadjoint's
@@ -87,7 +89,7 @@ class Evolution:
 
     # -- forms -------------------------------------------------------------------------------------
     def _operator(self, w, phi, k, t):
-        """:math:`A(w)(\\varphi) = (D(w)\\nabla w, \\nabla\\varphi) - (R(w, f) + s(t), \\varphi)`."""
+        """:math:`A(w)(\\varphi) = (D(w)\\nabla w, \\nabla\\varphi) - (R(w, f) + s(t), \\varphi)` (the whole reaction)."""
         dm, dx = self.discrete, self.dx
         rhs = dm.reaction(w, self.f, k)
         if self.source is not None:
@@ -102,17 +104,29 @@ class Evolution:
         return self._ufl_solvers
 
     def semi_implicit_forms(self, k, params=None, w_old=None, f=None):
-        """Bilinear and linear forms ``(a, L)`` of the semi-implicit step of stage ``k`` (what the fast path
-        assembles without UFL, see :mod:`fem_crossdiff.fastassembly`). ``params`` (UFL, as
-        ``discrete.params[k]``), ``w_old`` and ``f`` replace the stage parameters, :math:`w^n` and the data."""
+        r"""Bilinear and linear forms ``(a, L)`` of the semi-implicit step of stage ``k`` (what the fast path
+        assembles without UFL, see :mod:`fem_crossdiff.fast`): the diffusion lagged, the model's ``reaction``
+        :math:`R` linearly implicit (:math:`R(w^n) + R'(w^n)(w^{n+1} - w^n)`, exact for the linear fidelity and decay
+        of the built-in family), its ``explicit_reaction`` :math:`E` at :math:`w^n`:
+
+        .. math:: (w^{n+1} - w^n, arphi) + 	au(D(w^n)
+abla w^{n+1}, 
+ablaarphi)
+                  - 	au(R'(w^n) w^{n+1}, arphi) = 	au(R(w^n) - R'(w^n)w^n + E(w^n), arphi).
+
+        ``params`` (UFL, as ``discrete.params[k]``), ``w_old`` and ``f`` replace the stage parameters,
+        :math:`w^n` and the data."""
         dm, dx, dt = self.discrete, self.dx, self.dt
         w_old, f = (self.w_old if w_old is None else w_old), (self.f if f is None else f)
         phi, trial = fd.TestFunction(self.W), fd.TrialFunction(self.W)
         p = dm.params[k] if params is None else params
-        reaction_lhs = ufl.as_vector([p["lam"] * trial[0], p["mu"] * trial[1]])
-        a = (ufl.inner(trial, phi) + dt * ufl.inner(reaction_lhs, phi)
+        R, E = dm.reaction_parts(w_old, f, k, p)
+        jacobian = ufl.derivative(R, w_old, trial)
+        a = (ufl.inner(trial, phi) - dt * ufl.inner(jacobian, phi)
              + dt * ufl.inner(ufl.dot(dm.D(w_old, k, p), ufl.grad(trial)), ufl.grad(phi))) * dx
-        rhs = ufl.as_vector([p["lam"] * f + dm.psi(w_old, k, p), 0])     # psi(v) explicit
+        rhs = R - ufl.derivative(R, w_old, w_old)
+        if E is not None:
+            rhs = rhs + E
         if self.source is not None:
             rhs = rhs + self.source(self.t + dt, dm, f)
         L = (ufl.inner(w_old, phi) + dt * ufl.inner(rhs, phi)) * dx
@@ -124,7 +138,7 @@ class Evolution:
         theta = SCHEMES[self.scheme]
         if theta is None:
             a, L = self.semi_implicit_forms(k)
-            problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=not self.model.state_dependent)
+            problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=not self.discrete.state_dependent)
             return fd.LinearVariationalSolver(problem, solver_parameters=parameters or self.solver_parameters,
                                               options_prefix=f"fem_crossdiff_{id(self)}_{k}_{tag}")
         F = (ufl.inner(self.w - self.w_old, phi) * dx
@@ -135,14 +149,15 @@ class Evolution:
                                              options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
 
     # -- running --------------------------------------------------------------------------------
-    def set_initial(self, f, v0=None):
-        """:math:`w^0 = (f, v_0)` with :math:`v_0 = 0` by default; ``f`` is a Function on ``self.V``.
+    def set_initial(self, f):
+        """:math:`w^0` from the data ``f`` (a Function on ``self.V``) by the model's ``initial``: for the built-in
+        family :math:`(f, 0)`.
 
         The copy into ``self.f`` is annotated on purpose: each image then gets its own block variable, so an
         adjoint never sees the data of a previous image.
         """
         self.f.assign(f)
-        self.w_old.interpolate(ufl.as_vector([self.f, 0.0 if v0 is None else v0]))
+        self.w_old.interpolate(self.discrete.initial(self.f))
 
     def run(self, f=None, callback=None):
         """Evolve from ``f`` (a Function, or ``None`` to reuse ``self.f``); return ``self.w`` at the final time.
@@ -152,7 +167,7 @@ class Evolution:
         if f is not None:
             self.set_initial(f)
         else:
-            self.w_old.interpolate(ufl.as_vector([self.f, 0.0]))
+            self.w_old.interpolate(self.discrete.initial(self.f))
         self.t.assign(0.0)
         for n in range(self.steps):
             self.step(n)

@@ -42,7 +42,7 @@ class StepForms:
         self.f = fd.Function(ev.V)
         self.P = fd.Function(dm.stage_functions[0].function_space())
         self.set_parameters(dm.stage_functions[0])
-        a, L = ev.semi_implicit_forms(0, params=dm.components(self.P), w_old=self.w_old, f=self.f)
+        a, L = ev.semi_implicit_forms(0, params=dm.components_of(self.P), w_old=self.w_old, f=self.f)
         phi = a.arguments()[0]
         F = ufl.action(a, self.w_new) - L
         F_adj = ufl.replace(F, {phi: self.adj})                     # F[λ], a number

@@ -89,5 +89,8 @@ def unpack(model, x):
 
 
 def bounds(model):
-    """Box bounds of :func:`pack`'s vector, from :data:`BOUNDS`."""
+    """Box bounds of :func:`pack`'s vector: a user model's own box (:meth:`~fem_crossdiff.model.UFLModel.box`), the
+    built-in family's from :data:`BOUNDS`."""
+    if hasattr(model, "box"):
+        return [tuple(b) for b in model.box()]
     return [BOUNDS[name] for _ in model.stages for name, n, _ in model.stage_layout for _ in range(n)]

@@ -11,7 +11,9 @@ from mpi4py import MPI
 from scipy.optimize import minimize
 
 from ..errors import InputError, ModelError, check_counts
-from ..model import CrossDiffusionModel, load_model, save_model
+from ..fem.certify import certify, sampled_ellipticity
+from ..model import CrossDiffusionModel, UFLModel, load_model, make_model, model_from_dict, save_model
+from ..model.ufl_model import definition_spec
 from ..resources import peak_memory_mb
 from ..safeio import atomic_write, check_outputs
 from .loss import DatasetLoss, MultiResolutionLoss
@@ -85,7 +87,7 @@ class ResumeFile:
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
-          modulation=15, psi=0, checkpoints="all", log=print, command=None):
+          modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -98,14 +100,24 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     mean loss, :class:`MultiResolutionLoss`).
 
     ``init``: start from this learned model (JSON path) instead of :func:`learned_template`; its stages, time
-    and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored)."""
+    and steps are used (``stages``, ``steps``, ``time_``, ``centres`` are then ignored).
+
+    ``model``: train a user model instead (a :class:`~fem_crossdiff.model.UFLModel`, or its definition
+    ``path/to/file.py:Class`` / registered name): its parameters within its box, on the UFL path; before the first
+    iteration its box is sampled for ellipticity (:func:`~fem_crossdiff.fem.certify.sampled_ellipticity`), so that
+    every iterate is elliptic. ``modulation`` and ``psi`` belong to the built-in family and are ignored."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
         raise InputError(f"--out {out}: the model file must end in .json")
+    if isinstance(model, str):
+        model = make_model(model)
+    user = model is not None
+    if user and init:
+        raise InputError("give either a user model to train (--model) or a model file to continue (--init)")
     check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
-                 **({} if init else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
-    if not init and stages > steps:
+                 **({} if init or user else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
+    if not init and not user and stages > steps:
         raise InputError(f"--stages {stages} exceeds --steps {steps}: every stage needs at least one time step")
     ckpt = ResumeFile(out + ".checkpoint")
     levels = list(np.atleast_1d(refine))
@@ -118,6 +130,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                     misfit=misfit, objective=objective, modulation=modulation)
     if psi:
         settings["psi"] = psi
+    if user:
+        settings.update(model=definition_spec(type(model), os.path.dirname(os.path.abspath(out))), modulation=0,
+                        stages=len(model.stages), steps=model.steps, time=model.time, centres=None)
     if os.path.exists(out):
         raise InputError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
                          "finished model further, start a new run with --init)")
@@ -134,13 +149,20 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if state["settings"] != settings:
                 raise InputError(f"{ckpt.path}: checkpoint was made with other settings {state['settings']}; "
                                  "rerun with the same options or without --resume")
-            model = CrossDiffusionModel.from_dict(state["model"], ckpt.path)
+            model = model_from_dict(state["model"], ckpt.path, os.path.dirname(os.path.abspath(out)))
             history, t_used = state["history"], state["elapsed"]
             log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
-        else:
+        elif not user:
             model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
-            model = with_modulation(model, modulation) if modulation else model
-            model = with_psi(model, psi) if psi else model
+            if isinstance(model, CrossDiffusionModel):
+                model = with_modulation(model, modulation) if modulation else model
+                model = with_psi(model, psi) if psi else model
+        box_alpha = None                 # a user model without its own bound: the sampled minimum over its box
+        if isinstance(model, UFLModel):
+            alpha = box_alpha = sampled_ellipticity(model, box_samples=16)
+            if not alpha > 0:
+                raise ModelError(f"model '{model.name}': its box admits models that are not uniformly elliptic "
+                                 f"(sampled eigenvalue {alpha:.3g} of D's symmetric part); narrow the box")
         pairs = training_pairs(images, sigma255, patch, per_image, seed)
         losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
                   for r in levels]
@@ -164,13 +186,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             current = model.with_stages(unpack(model, xk))
             pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
             entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
-                         certificate=current.certificate(), elapsed=time.perf_counter() - t0,
+                         certificate=current.certificate() or box_alpha, elapsed=time.perf_counter() - t0,
                          peak_mb=peak_memory_mb(MPI.COMM_WORLD))
             history.append(entry)
             log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
                 f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
             if rank0:
-                ckpt.save(dict(settings=settings, model=current.to_dict(), history=history,
+                ckpt.save(dict(settings=settings, model=model_dict(current, out), history=history,
                                elapsed=entry["elapsed"], initial_loss=initial))
 
         log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {len(model.stages)} stage(s), "
@@ -188,7 +210,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 log(f"\ninterrupted: state of iteration {len(history)} is in {ckpt.path}; continue with --resume")
             else:
                 log("\ninterrupted before the first iteration finished: nothing saved; start again without --resume")
-            x = pack(CrossDiffusionModel.from_dict(ckpt.load()["model"])) if history else x0
+            x = pack(model_from_dict(ckpt.load()["model"], ckpt.path, os.path.dirname(os.path.abspath(out)))) \
+            if history else x0
         final = model.with_stages(unpack(model, x))
         Jf = loss.loss(x)
         final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
@@ -199,6 +222,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         if init:
             final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
         final.check_elliptic(out)
+        certify(final)
         if rank0 and not interrupted:
             try:
                 save_model(final, out)
@@ -217,10 +241,18 @@ def _initial_model(path):
     """``(model, its provenance)``: a learned model to continue from (:func:`train` clips its parameters into
     :data:`~.parametrisation.BOUNDS`), its own provenance moved out so that resume files carry only this run's."""
     model = load_model(path)
-    if model.g11.kind != "rbf" or model.g22.kind != "rbf":
-        raise ModelError(f"{path}: --init needs a learned model (rbf influence functions), not '{model.name}'")
+    if isinstance(model, CrossDiffusionModel) and (model.g11.kind != "rbf" or model.g22.kind != "rbf"):
+        raise ModelError(f"{path}: --init needs a learned model (rbf influence functions, or a user model), not "
+                         f"'{model.name}'")
     provenance, model.provenance = model.provenance, {}
     return model, provenance
+
+
+def model_dict(model, out):
+    """A model as stored in ``out``'s resume file (a user model's definition relative to ``out``'s folder)."""
+    if isinstance(model, UFLModel):
+        return model.to_dict(os.path.dirname(os.path.abspath(out)))
+    return model.to_dict()
 
 
 def _projected_gradient(x, g, box):

@@ -1,15 +1,20 @@
-"""The model family :math:`D = G^{1/2} M G^{1/2}` on :math:`w = (u, v)`, its named special cases and its
-ellipticity certificate: plain numbers, no Firedrake (the finite-element layer realises a model on a mesh).
+"""The models: plain numbers and their UFL, no Firedrake (the finite-element layer realises a model on a mesh).
 
 * :mod:`.influence` — influence (edge-stopping) functions, one definition for numpy and UFL;
-* :mod:`.family` — :class:`CrossDiffusionModel`: parameters per stage, certificate, JSON files;
-* :mod:`.named` — heat, Perona–Malik, Gilboa's complex diffusions, Araújo et al.'s cross-diffusions.
+* :mod:`.family` — :class:`CrossDiffusionModel`, the built-in family :math:`D = G^{1/2} M G^{1/2}` on
+  :math:`w = (u, v)`: parameters per stage, analytic ellipticity certificate, its UFL;
+* :mod:`.named` — heat, Perona–Malik, Gilboa's complex diffusions, Araújo et al.'s cross-diffusions;
+* :mod:`.ufl_model` — :class:`UFLModel`, a user's own model in UFL with any number of components;
+* :mod:`.base` — what both share (stages, horizons, digests); :mod:`.files` — model files (JSON).
 """
 from ..errors import ModelError
 from .influence import Influence
-from .family import (COEFFICIENTS, PSI_PARAMETER, STATE_RANGE, CrossDiffusionModel, check_horizon, load_model,
-                     save_model)
-from .named import MODELS, make_model, model_help
+from .family import COEFFICIENTS, PSI_PARAMETER, STATE_RANGE, CrossDiffusionModel
+from .base import check_horizon
+from .ufl_model import UFLModel, load_definition
+from .files import load_model, model_from_dict, save_model
+from .named import MODELS, make_model, model_help, register_model
 
 __all__ = ["ModelError", "Influence", "CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE",
-           "check_horizon", "load_model", "save_model", "MODELS", "make_model", "model_help"]
+           "check_horizon", "UFLModel", "load_definition", "load_model", "model_from_dict", "save_model", "MODELS",
+           "make_model", "model_help", "register_model"]

@@ -23,20 +23,16 @@ Every named model of the literature is a special case (:mod:`fem_crossdiff.model
 JSON-friendly description (numbers only); :class:`fem_crossdiff.fem.forms.DiscreteModel` realises it in UFL on a
 mesh, its parameters held in Firedrake functions, ready to be pyadjoint controls.
 """
-import hashlib
-import json
 import math
-import os
 from dataclasses import dataclass, field, asdict
 
 import numpy as np
 
 from ..errors import ModelError
-from ..safeio import atomic_write
+from .base import StagedModel, check_horizon, content_digest
 from .influence import Influence
 
-__all__ = ["CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE", "check_horizon", "load_model",
-           "save_model"]
+__all__ = ["CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE"]
 
 #: Per-stage scalar parameters of every model.
 COEFFICIENTS = ("d11", "d22", "rho", "beta", "lam", "mu")
@@ -48,7 +44,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class CrossDiffusionModel:
+class CrossDiffusionModel(StagedModel):
     r"""A cross-diffusion–reaction model: structure (influence functions) and per-stage parameters.
 
     ``h11`` is an optional second factor of the :math:`u`-diffusivity, :math:`g_{11}(s)h_{11}(s')`: with
@@ -149,29 +145,64 @@ class CrossDiffusionModel:
                 raise ModelError(f"model '{self.name}' stage {k}: {name} must have {g.centres} weights")
         return stage
 
-    @property
-    def stage_layout(self):
-        """``(name, size, is_list)`` of every stage parameter, in :attr:`parameter_names` order."""
-        first = self.stages[0]
-        return [(n, int(np.size(first[n])), np.ndim(first[n]) > 0) for n in self.parameter_names]
-
-    def pack_stage(self, stage):
-        """One stage's parameters as a flat vector (RBF weights expanded), in :attr:`stage_layout` order."""
-        return np.concatenate([np.atleast_1d(stage[n]).astype(float) for n, _, _ in self.stage_layout])
-
-    def unpack_stage(self, vec):
-        """Inverse of :meth:`pack_stage`: a stage dictionary of plain floats and lists."""
-        out, i = {}, 0
-        for name, n, is_list in self.stage_layout:
-            out[name] = [float(x) for x in vec[i:i + n]] if is_list else float(vec[i])
-            i += n
-        return out
-
     def matrix(self, stage=0):
         """The constant matrix :math:`M = (d_{ij})` of one stage, as a numpy array."""
         p = self.stages[stage]
         c = p["rho"] * math.sqrt(max(p["d11"] * p["d22"], 0.0))
         return np.array([[p["d11"], c + p["beta"]], [c - p["beta"], p["d22"]]])
+
+    # -- the model's UFL (the one definition every path is checked against) -----------------------------
+    #: Number of components of :math:`w = (u, v)`.
+    components = 2
+
+    def diffusion(self, w, p):
+        r""":math:`D(w) = G^{1/2} M G^{1/2}` as a UFL 2×2 matrix at the state ``w`` (UFL vector; the flux of
+        component :math:`i` is :math:`\sum_j D_{ij}\nabla w_j`) for the stage parameters ``p`` (name → UFL scalar,
+        or a list of them for RBF weights)."""
+        import ufl
+        g11, g22 = self._ufl_influence("11", w, p), self._ufl_influence("22", w, p)
+        if g11 is None and g22 is None:
+            off, g11, g22 = 1, 1, 1
+        elif g22 is None:
+            off, g22 = ufl.sqrt(g11), 1
+        elif g11 is None:
+            off, g11 = ufl.sqrt(g22), 1
+        else:
+            off = ufl.sqrt(g11 * g22)
+        c = p["rho"] * ufl.sqrt(p["d11"] * p["d22"])
+        return ufl.as_matrix([[p["d11"] * g11, (c + p["beta"]) * off],
+                              [(c - p["beta"]) * off, p["d22"] * g22]])
+
+    def _ufl_influence(self, which, w, p):
+        """:math:`g_{11}h_{11}` or :math:`g_{22}` at ``w`` (UFL), None where all factors are 1."""
+        import ufl
+        out = None
+        for key in self.factors(which):
+            g = self.influence(key)
+            if g.kind == "one":
+                continue
+            par = p[g.parameter(key)]
+            value = (g.evaluate(w[1], par, lib=ufl) if g.variable == "v"
+                     else g.of_grad2(ufl.inner(ufl.grad(w[0]), ufl.grad(w[0])), par, lib=ufl))
+            out = value if out is None else out * value
+        return out
+
+    def reaction(self, w, f, p):
+        r"""The reaction :math:`(\lambda(f - u), -\mu v)` (linearly implicit in the semi-implicit scheme)."""
+        import ufl
+        return ufl.as_vector([p["lam"] * (f - w[0]), -p["mu"] * w[1]])
+
+    def explicit_reaction(self, w, f, p):
+        r"""The learned reaction :math:`(\psi(v), 0)`, explicit in the semi-implicit scheme (None without one)."""
+        import ufl
+        if self.psi is None:
+            return None
+        return ufl.as_vector([self.psi.evaluate(w[1], p[PSI_PARAMETER], lib=ufl), 0])
+
+    @staticmethod
+    def initial(f):
+        """:math:`w(0) = (f, 0)`."""
+        return [f, 0.0]
 
     # -- ellipticity ------------------------------------------------------------------------------
     def _range_of(self, ij, g, p, samples):
@@ -242,25 +273,6 @@ class CrossDiffusionModel:
         return alpha
 
     # -- serialisation ---------------------------------------------------------------------------
-    @property
-    def trained(self):
-        """True for a model that a training run produced (its provenance records the run's settings)."""
-        return bool(self.provenance.get("settings"))
-
-    def check_run(self, time, steps):
-        """Refuse a horizon this model cannot honestly run: ``steps`` fewer than its stages (stages would be
-        skipped), or, for a trained model, a final time beyond the one it was trained for (its stages would be
-        stretched over a horizon no training saw; it drifts). Returns ``(time, steps)`` as numbers."""
-        check_horizon(time, steps)
-        if steps < len(self.stages):
-            raise ModelError(f"model '{self.name}' has {len(self.stages)} stages (one parameter set per stage); "
-                             f"{int(steps)} steps would skip {len(self.stages) - int(steps)} of them: use at least "
-                             f"{len(self.stages)} steps")
-        if self.trained and time > self.time * (1 + 1e-9):
-            raise ModelError(f"model '{self.name}' was trained for the time horizon T = {self.time:g}; time {time:g} "
-                             "runs it beyond what it learned (use a time <= its own, or train for a longer one)")
-        return float(time), int(steps)
-
     def fields(self):
         """The model's fields as plain data, what :meth:`from_dict` takes (no certificate, no digest): the
         starting point of a modified copy."""
@@ -307,50 +319,3 @@ class CrossDiffusionModel:
     def replace(self, **changes):
         """A validated copy with some fields changed (the certificate is recomputed)."""
         return CrossDiffusionModel.from_dict({**self.fields(), **changes}, self.name)
-
-    def with_stages(self, stages):
-        """A copy with other stage parameters (validated)."""
-        return self.replace(stages=stages)
-
-
-
-def content_digest(d):
-    """SHA-256 of the model description ``d`` without its digest (canonical JSON: sorted keys, no spaces)."""
-    body = {k: v for k, v in d.items() if k != "digest"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def check_horizon(time, steps):
-    if isinstance(time, bool) or not (isinstance(time, (int, float)) and math.isfinite(time) and time > 0):
-        raise ModelError(f"time must be a positive finite number, got {time}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, float)) or int(steps) != steps or steps < 1:
-        raise ModelError(f"steps must be a positive integer, got {steps}")
-
-
-def save_model(model, path, replace=False):
-    """Write ``model`` as JSON (atomically; the ellipticity certificate is stored with it). An existing ``path``
-    is replaced only with ``replace``; otherwise :class:`~fem_crossdiff.errors.InputError`, nothing changed."""
-    text = json.dumps(model.to_dict(), indent=1)
-
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    atomic_write(path, write, ".json", replace=replace)
-
-
-def load_model(path):
-    """Read a model JSON; refuses corrupt files and models whose ellipticity certificate fails."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelError(f"{path}: no such model file")
-    if os.path.isdir(path):
-        raise ModelError(f"{path}: is a directory, expected a model .json file")
-    try:
-        with open(path) as fh:
-            d = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path}: not a valid model JSON file ({e})") from None
-    return CrossDiffusionModel.from_dict(d, path)
-
-

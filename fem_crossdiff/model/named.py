@@ -8,10 +8,12 @@ import inspect
 import math
 
 from ..errors import ModelError
-from .family import CrossDiffusionModel, load_model
+from .family import CrossDiffusionModel
+from .files import load_model
+from .ufl_model import UFLModel, load_definition
 from .influence import Influence
 
-__all__ = ["MODELS", "make_model", "model_help", "heat", "perona_malik", "linear_complex", "nonlinear_complex",
+__all__ = ["MODELS", "REGISTERED", "register_model", "make_model", "model_help", "heat", "perona_malik", "linear_complex", "nonlinear_complex",
            "linear_cross", "nonlinear_cross"]
 
 
@@ -84,13 +86,44 @@ MODELS = {"heat": heat, "perona-malik": perona_malik, "linear-complex": linear_c
           "nonlinear-cross": nonlinear_cross}
 
 
+#: User models registered by name (:func:`register_model`): name -> :class:`UFLModel` subclass.
+REGISTERED = {}
+
+
+def register_model(name, cls):
+    """Make the user model class ``cls`` available by ``name`` to :func:`make_model` (hence ``denoise``)."""
+    if not (isinstance(cls, type) and issubclass(cls, UFLModel)):
+        raise ModelError(f"register_model({name!r}, ...): expected a UFLModel subclass, got {cls!r}")
+    if name in MODELS:
+        raise ModelError(f"register_model: {name!r} is a built-in model's name")
+    REGISTERED[name] = cls
+    return cls
+
+
+def _user_model(cls, params):
+    """An instance of the user model class ``cls`` with parameter values (all stages) and horizon overridden."""
+    for key, val in params.items():
+        if key in ("time", "steps"):
+            continue
+        if not isinstance(val, (int, float)) or not math.isfinite(val):
+            raise ModelError(f"model '{cls.__name__}': parameter {key}={val!r} must be a finite number")
+    return cls(**params)
+
+
 def make_model(name, **params):
-    """A named model (see :data:`MODELS`) with some parameters overridden, or a model JSON file's path."""
+    """A model by name: a named model (see :data:`MODELS`) or a registered user model (:func:`register_model`) with
+    some parameters overridden, a user model's definition ``path/to/file.py:Class`` or ``module:Class``, or a model
+    JSON file's path (which accepts only ``time`` and ``steps`` overrides)."""
     if name not in MODELS:
+        if name in REGISTERED:
+            return _user_model(REGISTERED[name], params)
         if str(name).endswith(".json"):
             model = load_model(name)
             return _override_horizon(model, params)
-        raise ModelError(f"unknown model '{name}'; expected one of {', '.join(MODELS)} or a model .json file")
+        if ":" in str(name):
+            return _user_model(load_definition(name), params)
+        raise ModelError(f"unknown model '{name}'; expected one of {', '.join([*MODELS, *REGISTERED])}, a model "
+                         ".json file or a definition path/to/file.py:Class")
     factory = MODELS[name]
     allowed = inspect.signature(factory).parameters
     for key, val in params.items():
@@ -118,9 +151,13 @@ def _override_horizon(model, params):
 
 
 def model_help():
-    """(name, one-line description, {parameter: default}) for every named model."""
+    """(name, one-line description, {parameter: default}) for every named and registered model."""
     rows = []
     for name, factory in MODELS.items():
         defaults = {k: p.default for k, p in inspect.signature(factory).parameters.items()}
         rows.append((name, inspect.getdoc(factory).splitlines()[0], defaults))
+    for name, cls in REGISTERED.items():
+        defaults = {k: spec[0] for k, spec in cls.parameters.items()}
+        rows.append((name, (inspect.getdoc(cls) or "a user model").splitlines()[0],
+                     {**defaults, "time": cls.time, "steps": cls.steps}))
     return rows

@@ -1,0 +1,257 @@
+r"""A user's own cross-diffusion–reaction model, written in UFL, with any number of components.
+
+Subclass :class:`UFLModel` and write the model's UFL; the framework does the rest (time schemes, ``denoise``, the
+command line, training with adjoint gradients and box bounds, Taylor tests, refinement and adjoint studies)::
+
+    import ufl
+    from fem_crossdiff.model import UFLModel
+
+    class Complex(UFLModel):
+        '''Gilboa's nonlinear complex diffusion with a learnable angle and threshold.'''
+        components = 2                                    # w = (u, v)
+        parameters = {"theta": (0.1, 0.01, 1.0),          # name: (value, lower bound, upper bound)
+                      "k": (0.05, 0.005, 1.0)}
+
+        def diffusion(self, w, p):                        # D(w; p), n×n: the flux of w_i is sum_j D_ij grad w_j
+            g = 1 / (1 + (w[1] / (p["k"] * p["theta"])) ** 2)
+            c, s = ufl.cos(p["theta"]), ufl.sin(p["theta"])
+            return g * ufl.as_matrix([[c, -s], [s, c]])
+
+        def ellipticity(self, p):                         # optional: a lower bound of ξᵀDξ/|ξ|² (numbers)
+            return math.cos(p["theta"]) / (1 + (1 / (p["k"] * p["theta"])) ** 2)
+
+The hooks (UFL in, UFL out; ``w`` the state as a UFL vector, ``f`` the data, ``p`` the stage's parameters by
+name):
+
+* :meth:`UFLModel.diffusion` — required;
+* :meth:`UFLModel.reaction` — :math:`R(w, f)`, default 0; the semi-implicit scheme treats it linearly implicitly,
+  :math:`R(w^n) + R'(w^n)(w^{n+1} - w^n)` (exact for a linear fidelity such as :math:`\lambda(f - u)`);
+* :meth:`UFLModel.explicit_reaction` — a part evaluated at :math:`w^n` only, default none;
+* :meth:`UFLModel.initial` — :math:`w(0)`, default :math:`(f, 0, \dots, 0)`;
+* :meth:`UFLModel.ellipticity` — optional lower bound of :math:`\xi^TD\xi/|\xi|^2` over the state range for numeric
+  parameters. Without it the framework samples the symmetric part's smallest eigenvalue over states, gradients (and,
+  before training, parameters in the box) and refuses a model found not to be uniformly elliptic; with it the
+  sampling checks the claim.
+
+Parameters are scalars, one set per stage (``nstages``, default 1), each with a box: training keeps every iterate in
+it. Model files (JSON) record where the definition lives (``"definition": "my_model.py:Complex"``, relative to the
+file) and refuse to load without it. A definition is named ``path/to/file.py:Class`` or ``package.module:Class``.
+"""
+import importlib
+import importlib.util
+import math
+import os
+import sys
+
+from ..errors import ModelError
+from .base import StagedModel, check_horizon, content_digest
+
+__all__ = ["UFLModel", "load_definition", "definition_spec"]
+
+FORMAT_VERSION = 1
+
+
+class UFLModel(StagedModel):
+    """Base class of a model given in UFL (see the module docstring); subclass it and override the hooks."""
+
+    #: Number of components of :math:`w = (u, v_1, \dots)`; :math:`u = w_1` is the image.
+    components = 2
+    #: name -> (value, lower bound, upper bound) of every scalar parameter of a stage.
+    parameters = {}
+    #: Default number of stages (parameter sets along the horizon), final time (pixel² units) and steps.
+    nstages, time, steps = 1, 1.0, 8
+    #: Set by :func:`load_definition` (or given by the subclass): where the class is defined.
+    definition = None
+
+    def __init__(self, stages=None, *, time=None, steps=None, nstages=None, name=None, description=None,
+                 provenance=None, **values):
+        cls = type(self)
+        if not (isinstance(cls.components, int) and cls.components >= 1):
+            raise ModelError(f"{cls.__name__}: components must be an integer >= 1, got {cls.components!r}")
+        for key, spec in cls.parameters.items():
+            if not (isinstance(spec, (tuple, list)) and len(spec) == 3 and spec[1] <= spec[0] <= spec[2]):
+                raise ModelError(f"{cls.__name__}: parameter {key} must be given as (value, lower, upper) with "
+                                 f"lower <= value <= upper, got {spec!r}")
+        self.name = name or cls.__name__
+        self.description = description if description is not None else (cls.__doc__ or "").strip().split("\n")[0]
+        self.provenance = dict(provenance or {})
+        self.time = cls.time if time is None else time
+        self.steps = cls.steps if steps is None else steps
+        check_horizon(self.time, self.steps)
+        self.time, self.steps = float(self.time), int(self.steps)
+        unknown = set(values) - set(cls.parameters)
+        if unknown:
+            raise ModelError(f"model '{self.name}' has no parameter {sorted(unknown)[0]!r}; its parameters are "
+                             f"{', '.join(cls.parameters) or 'none'}")
+        if stages is None:
+            count = cls.nstages if nstages is None else nstages
+            if not (isinstance(count, int) and count >= 1):
+                raise ModelError(f"model '{self.name}': nstages must be an integer >= 1, got {count!r}")
+            stages = [{key: float(values.get(key, spec[0])) for key, spec in cls.parameters.items()}
+                      for _ in range(count)]
+        elif values:
+            raise ModelError(f"model '{self.name}': give parameter values or stages, not both")
+        self.stages = [self._checked_stage(st, k) for k, st in enumerate(stages)]
+        if not self.stages:
+            raise ModelError(f"model '{self.name}' has no parameter stages")
+
+    def _checked_stage(self, stage, k):
+        if not isinstance(stage, dict):
+            raise ModelError(f"model '{self.name}' stage {k}: expected a dictionary of parameters, got {stage!r}")
+        if set(stage) != set(self.parameters):
+            raise ModelError(f"model '{self.name}' stage {k}: parameters {sorted(stage)}; expected "
+                             f"{sorted(self.parameters)}")
+        out = {}
+        for key, (_, lo, hi) in self.parameters.items():
+            val = stage[key]
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
+                raise ModelError(f"model '{self.name}' stage {k}: parameter {key}={val!r} must be a finite number")
+            if not lo <= val <= hi:
+                raise ModelError(f"model '{self.name}' stage {k}: parameter {key}={val:g} lies outside its box "
+                                 f"[{lo:g}, {hi:g}]")
+            out[key] = float(val)
+        return out
+
+    # -- the hooks (override) --------------------------------------------------------------------------
+    def diffusion(self, w, p):
+        """The n×n diffusion matrix :math:`D(w; p)` in UFL (the flux of :math:`w_i` is :math:`\\sum_j D_{ij}\\nabla
+        w_j`); ``w`` the state (UFL vector of ``components``), ``p`` the stage's parameters by name (UFL scalars)."""
+        raise NotImplementedError(f"{type(self).__name__} must define diffusion(self, w, p)")
+
+    def reaction(self, w, f, p):
+        """The reaction :math:`R(w, f; p)`, a UFL vector of ``components`` (default 0); linearly implicit in the
+        semi-implicit scheme."""
+        import ufl
+        return ufl.as_vector([0.0] * self.components)
+
+    def explicit_reaction(self, w, f, p):
+        """A reaction evaluated at :math:`w^n` only by the semi-implicit scheme (default None: none)."""
+        return None
+
+    def initial(self, f):
+        """The initial state :math:`w(0)` from the data ``f``: a list of ``components`` UFL expressions
+        (default :math:`(f, 0, \\dots, 0)`)."""
+        return [f] + [0.0] * (self.components - 1)
+
+    def ellipticity(self, p):
+        """Optional: a lower bound of :math:`\\xi^TD\\xi/|\\xi|^2` over the state range for the stage parameters
+        ``p`` (a dictionary of numbers). None (the default): the framework samples it."""
+        return None
+
+    # -- what the framework reads ------------------------------------------------------------------------
+    @property
+    def parameter_names(self):
+        return list(self.parameters)
+
+    def box(self):
+        """``(lower, upper)`` of every flat parameter, stage by stage (what the optimiser keeps iterates in)."""
+        return [self.parameters[name][1:] for _ in self.stages for name in self.parameters]
+
+    @property
+    def structure(self):
+        """What fixes the model's forms: its class, definition, components and number of stages."""
+        return (type(self).__qualname__, self.definition, self.components, len(self.stages))
+
+    def certificate(self):
+        """The user's lower bound (minimum over the stages), or None when the model gives none (then the
+        finite-element layer samples it: :func:`fem_crossdiff.fem.certify.certify`)."""
+        bounds = [self.ellipticity(dict(st)) for st in self.stages]
+        if any(b is None for b in bounds):
+            return None
+        return float(min(bounds))
+
+    def check_elliptic(self, where=None):
+        """Raise :class:`ModelError` if the model's own bound says it is not uniformly elliptic; the bound (or
+        None, to be sampled)."""
+        alpha = self.certificate()
+        if alpha is not None and not alpha > 0:
+            src = f" ({where})" if where else ""
+            raise ModelError(f"model '{self.name}'{src} is not uniformly elliptic: its ellipticity bound is "
+                             f"{alpha:g} <= 0")
+        return alpha
+
+    # -- copies and files --------------------------------------------------------------------------------
+    def fields(self):
+        return dict(name=self.name, stages=[dict(st) for st in self.stages], time=self.time, steps=self.steps,
+                    description=self.description, provenance=dict(self.provenance))
+
+    def replace(self, **changes):
+        """A validated copy with some fields changed."""
+        return type(self)(**{**self.fields(), **changes})
+
+    def to_dict(self, folder=None):
+        """JSON-ready data with the definition (relative to ``folder``, the model file's, when it is a file), the
+        certificate (the user's bound, or None) and the digest of the whole content."""
+        d = self.fields()
+        d["components"] = self.components
+        d["definition"] = definition_spec(type(self), folder)
+        d["format"] = FORMAT_VERSION
+        d["certificate"] = self.certificate()
+        d["digest"] = content_digest(d)
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where="model"):
+        d = {k: v for k, v in d.items() if k not in ("digest", "definition", "format", "certificate")}
+        components = d.pop("components", cls.components)
+        if components != cls.components:
+            raise ModelError(f"{where}: made for {components} components; the definition {cls.__name__} has "
+                             f"{cls.components}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ModelError(f"{where}: malformed model description ({e})") from None
+
+
+def definition_spec(cls, folder=None):
+    """``path.py:Class`` (relative to ``folder`` if given) or ``module:Class`` for a user model class (a class
+    of a script or of a file loaded by :func:`load_definition` is named by its file)."""
+    module = sys.modules.get(cls.__module__)
+    source_file = getattr(module, "__file__", None)
+    if cls.definition:
+        spec = cls.definition
+    elif source_file and (cls.__module__ == "__main__" or cls.__module__.startswith("fem_crossdiff_user_")):
+        spec = f"{os.path.abspath(source_file)}:{cls.__qualname__}"
+    else:
+        spec = f"{cls.__module__}:{cls.__qualname__}"
+    source, _, name = spec.rpartition(":")
+    if source.endswith(".py") and folder is not None:
+        source = os.path.relpath(os.path.abspath(source), os.path.abspath(folder))
+    return f"{source}:{name}"
+
+
+def load_definition(spec, folder=None):
+    """The :class:`UFLModel` subclass named by ``spec`` (``path/to/file.py:Class``, relative to ``folder`` if given,
+    or ``package.module:Class``); :class:`ModelError` naming what is missing."""
+    source, sep, name = str(spec).rpartition(":")
+    if not sep or not source or not name:
+        raise ModelError(f"model definition {spec!r}: expected path/to/file.py:Class or module:Class")
+    if source.endswith(".py"):
+        path = source if folder is None or os.path.isabs(source) else os.path.join(folder, source)
+        path = os.path.abspath(path)
+        if not os.path.isfile(path):
+            raise ModelError(f"model definition {spec}: no such file {path}")
+        key = f"fem_crossdiff_user_{abs(hash(path))}"
+        module = sys.modules.get(key)
+        if module is None:
+            loader = importlib.util.spec_from_file_location(key, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[key] = module
+            try:
+                loader.loader.exec_module(module)
+            except Exception:
+                del sys.modules[key]
+                raise                                   # an error in the user's code keeps its traceback
+        where = path
+    else:
+        try:
+            module = importlib.import_module(source)
+        except ModuleNotFoundError as e:
+            raise ModelError(f"model definition {spec}: module {source} not found ({e})") from None
+        where = source
+    cls = getattr(module, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, UFLModel)):
+        raise ModelError(f"model definition {spec}: {where} has no UFLModel subclass named {name}")
+    if source.endswith(".py"):
+        cls.definition = f"{where}:{name}"
+    return cls
