@@ -15,7 +15,7 @@ def test_every_bundled_picture_loads_as_grey_in_unit_range(name):
 
 def test_training_and_test_pictures_are_disjoint():
     assert not set(TRAIN_IMAGES) & set(TEST_IMAGES)
-    with pytest.raises(ValueError, match=r"\['moon'\] are public test images"):
+    with pytest.raises(ValueError, match=r"\['moon'\] are test images"):
         training_pairs(["brick", "moon"], 25, patch=16)
     with pytest.raises(ValueError, match="unknown image 'lena'"):
         load("lena")

@@ -4,7 +4,8 @@ library calls; nothing in the library imports this package. Every command also r
 
 Errors: the project's own :class:`~fem_crossdiff.errors.InputError` (bad file, value, option or model) is printed
 as one line naming the problem, exit status 2; an interrupt exits with 130; anything else is a bug and shows its
-traceback. ``models`` and ``--help`` never import Firedrake.
+traceback. ``denoise`` on several images reports a failing file and carries on: its exit status is the number of
+files that failed (0 when none). ``models`` and ``--help`` never import Firedrake.
 """
 import argparse
 import os
@@ -48,7 +49,7 @@ def main(argv=None):
         if args.firedrake:
             from .common import start_firedrake
             start_firedrake()
-        args.func(args)
+        status = args.func(args)
     except InputError as e:
         if rank0():
             print(f"fem-crossdiff {args.command}: error: {e}", file=sys.stderr)
@@ -57,5 +58,5 @@ def main(argv=None):
         if rank0():
             print(f"fem-crossdiff {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 

@@ -3,6 +3,7 @@ in, numpy out). Compiled evolutions are kept per (shape, refinement, scheme, mod
 options), so denoising many images of one size compiles once."""
 import os
 
+import numpy as np
 import firedrake as fd
 
 from ..errors import InputError, ModelError
@@ -74,26 +75,36 @@ def check_memory(shape, refine, model, ranks=1):
 
 def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",
             solver_parameters=None, return_v=False, callback=None, **params):
-    """Restore the grey image ``img`` (2-D array in [0, 1]) with a cross-diffusion model.
+    """Restore the image ``img`` — grey (H, W) or colour (H, W, 3), values in [0, 1] (uint8/uint16 scaled) — with a
+    cross-diffusion model.
 
     ``model`` is a name from :data:`fem_crossdiff.model.MODELS` or a registered user model (``params`` override
     its parameters), a user model's definition ``path/to/file.py:Class``, a path to a model JSON file, or a model
-    object (:class:`~fem_crossdiff.model.CrossDiffusionModel`, :class:`~fem_crossdiff.model.UFLModel`). Returns ``u(T)`` as an array of the
-    image's shape, and also ``v(T)`` (the edge indicator, the second component; zeros for a one-component model)
-    when ``return_v``.
+    object (:class:`~fem_crossdiff.model.CrossDiffusionModel`, :class:`~fem_crossdiff.model.UFLModel`, a colour
+    model). A colour image goes through a colour model as one system; a grey model restores it channel by channel.
+    Returns ``u(T)`` as an array of the image's shape, and also ``v(T)`` (the edge indicator, the second component;
+    zeros for a one-component model) when ``return_v``.
     """
-    img = check_image(img)
+    img = check_image(img, colour=True)
     if not isinstance(model, StagedModel):
         model = make_model(model, **params)
     elif params:
         raise ModelError("parameters can only be overridden for a model given by name")
     certify(model)
+    channels = getattr(model, "channels", 1)
+    if img.ndim == 2 and channels != 1:
+        raise ModelError(f"model '{model.name}' restores colour images; got a grey image of shape {img.shape}")
+    if img.ndim == 3 and channels == 1:                  # a grey model on a colour image: channel by channel
+        parts = [denoise(img[..., c], model, time=time, steps=steps, refine=refine, scheme=scheme,
+                         solver_parameters=solver_parameters, return_v=True, callback=callback) for c in range(3)]
+        u = np.stack([p[0] for p in parts], axis=-1)
+        return (u, np.mean([p[1] for p in parts], axis=0)) if return_v else u
     time, steps = model.check_run(model.time if time is None else time, model.steps if steps is None else steps)
-    check_memory(img.shape, refine, model, fd.COMM_WORLD.size)
-    ev = evolution_for(img.shape, model, refine, scheme, time, steps, solver_parameters)
-    w = ev.run(image_to_function(img, ev.V), callback=callback)
+    check_memory(img.shape[:2], refine, model, fd.COMM_WORLD.size)
+    ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters)
+    w = ev.run(image_to_function(img, ev.F), callback=callback)
     ev.check_finite()
-    u = function_to_image(fd.Function(ev.V).interpolate(w[0]))
+    u = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))
     if return_v:
         v = function_to_image(fd.Function(ev.V).interpolate(w[1])) if ev.discrete.components > 1 else 0 * u
         return u, v

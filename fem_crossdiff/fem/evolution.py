@@ -67,7 +67,9 @@ class Evolution:
         self.scheme, self.mesh = scheme, mesh
         self.discrete = DiscreteModel(model, mesh)
         self.V, self.W = pixel_space(mesh), pixel_space(mesh, self.discrete.components)
-        self.f = fd.Function(self.V, name="f")
+        #: The data's space: scalar Q1 for a grey image, (Q1)³ for a colour model's.
+        self.F = self.V if self.discrete.channels == 1 else pixel_space(mesh, self.discrete.channels)
+        self.f = fd.Function(self.F, name="f")
         self.w = fd.Function(self.W, name="w")
         self.w_old = fd.Function(self.W, name="w_old")
         self.t = fd.Constant(0.0)
@@ -150,7 +152,7 @@ ablaarphi)
 
     # -- running --------------------------------------------------------------------------------
     def set_initial(self, f):
-        """:math:`w^0` from the data ``f`` (a Function on ``self.V``) by the model's ``initial``: for the built-in
+        """:math:`w^0` from the data ``f`` (a Function on ``self.F``) by the model's ``initial``: for the built-in
         family :math:`(f, 0)`.
 
         The copy into ``self.f`` is annotated on purpose: each image then gets its own block variable, so an

@@ -97,6 +97,17 @@ class DiscreteModel:
         return ufl.as_vector(self.model.initial(f))
 
     @property
+    def channels(self):
+        """Channels of the image the model restores: 1 (grey) or 3 (colour)."""
+        return getattr(self.model, "channels", 1)
+
+    def output(self, w):
+        """The restored image from the state: the model's ``output`` (e.g. colour from luma and chroma), else
+        :math:`u = w_1`."""
+        output = getattr(self.model, "output", None)
+        return w[0] if output is None else ufl.as_vector(output(w))
+
+    @property
     def state_dependent(self):
         """Whether :math:`D` depends on the state (the semi-implicit matrix then changes every step): the model's own
         predicate where it has one, else read from its UFL (does :math:`\\partial D/\\partial w` vanish?)."""

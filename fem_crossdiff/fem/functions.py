@@ -73,22 +73,32 @@ def _bilinear(grid, x, y, h=1.0):
 
 
 def grid_to_function(grid, V, h=1.0, out=None):
-    """Q1 function on ``V`` equal to the bilinear interpolant of lattice values ``grid`` with spacing ``h``."""
-    xy = dof_coordinates(V)
+    """Q1 function on ``V`` equal to the bilinear interpolant of lattice values ``grid`` (H, W) with spacing ``h``;
+    for a vector-valued ``V`` of C components, of ``grid`` (H, W, C), component by component."""
     f = out if out is not None else fd.Function(V)
+    if grid.ndim == 3:
+        xy = dof_coordinates(pixel_space(V.mesh()))            # a vector Q1 space numbers its nodes as the scalar one
+        values = f.dat.data_wo_with_halos.reshape(len(xy), -1)
+        for c in range(grid.shape[2]):
+            values[:, c] = _bilinear(grid[..., c], xy[:, 0], xy[:, 1], h)
+        return f
+    xy = dof_coordinates(V)
     f.dat.data_wo_with_halos[:] = _bilinear(grid, xy[:, 0], xy[:, 1], h)
     return f
 
 
 def image_to_function(img, V, out=None):
-    """The Q1 function on ``V``'s mesh whose vertex values are the bilinear interpolant of ``img``.
+    """The Q1 function on ``V``'s mesh whose vertex values are the bilinear interpolant of ``img`` (grey on a scalar
+    ``V``; colour (H, W, 3) on a 3-component ``V``).
 
     On the pixel mesh this is the pixels themselves, exactly.
     """
-    img = check_image(img)
+    img = check_image(img, colour=V.value_size == 3)
     mesh = V.mesh()
-    if getattr(mesh, "image_shape", img.shape) != img.shape:
+    if getattr(mesh, "image_shape", img.shape[:2]) != img.shape[:2]:
         raise ImageError(f"image of shape {img.shape} does not fit a mesh made for shape {mesh.image_shape}")
+    if (img.ndim == 3) != (V.value_size > 1):
+        raise ImageError(f"image of shape {img.shape} does not fit a space of {V.value_size} component(s)")
     return grid_to_function(img, V, 1.0, out)
 
 
@@ -113,9 +123,15 @@ def function_to_grid(f):
 
 
 def function_to_image(f):
-    """Pixel values of the scalar Q1 function ``f`` (its values at the pixel centres), on every rank."""
-    mesh = f.function_space().mesh()
+    """Pixel values of the Q1 function ``f`` (its values at the pixel centres), on every rank: (H, W), or (H, W, C)
+    for a vector-valued ``f``."""
+    V = f.function_space()
+    mesh = V.mesh()
     r = 2 ** getattr(mesh, "refinement", 0)
+    if V.value_size > 1:
+        scalar = pixel_space(mesh)
+        return np.stack([function_to_grid(fd.Function(scalar).interpolate(f[c]))[::r, ::r]
+                         for c in range(V.value_size)], axis=-1)
     return function_to_grid(f)[::r, ::r].copy()
 
 

@@ -39,7 +39,7 @@ class StepForms:
         self._warned = False
         dm = ev.discrete
         self.w_old, self.w_new, self.adj = (fd.Function(ev.W) for _ in range(3))
-        self.f = fd.Function(ev.V)
+        self.f = fd.Function(ev.F)
         self.P = fd.Function(dm.stage_functions[0].function_space())
         self.set_parameters(dm.stage_functions[0])
         a, L = ev.semi_implicit_forms(0, params=dm.components_of(self.P), w_old=self.w_old, f=self.f)

@@ -7,6 +7,7 @@ written back at the input's depth (:data:`DEPTHS`). Colour becomes grey by
 ``rgba2rgb``): the same conversion for the user's files and the bundled pictures the models were trained on.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -50,16 +51,20 @@ def _unit(img, name):
     return img.astype(np.float64) / np.iinfo(img.dtype).max
 
 
-def check_image(img, name="image"):
-    """Return ``img`` as a float64 2-D array, or raise :class:`ImageError` saying what is wrong.
+def check_image(img, name="image", colour=False):
+    """Return ``img`` as a float64 array (H, W), or with ``colour`` also (H, W, 3), or raise :class:`ImageError`
+    saying what is wrong.
 
     uint8 and uint16 arrays are scaled to [0, 1] by their range (as files are read); other integer types are
     refused; float values are kept as they are.
     """
     img = np.asarray(img)
-    if img.ndim != 2:
-        raise ImageError(f"{name}: expected a 2-D grey image, got an array of shape {img.shape}")
-    if min(img.shape) < 2:
+    if colour and img.ndim == 3 and img.shape[-1] == 4:
+        raise ImageError(f"{name}: an RGBA array; give RGB (H, W, 3) (drop or composite the alpha channel)")
+    if not (img.ndim == 2 or (colour and img.ndim == 3 and img.shape[-1] == 3)):
+        want = "a 2-D grey image or an (H, W, 3) colour image" if colour else "a 2-D grey image"
+        raise ImageError(f"{name}: expected {want}, got an array of shape {img.shape}")
+    if min(img.shape[:2]) < 2:
         raise ImageError(f"{name}: image of shape {img.shape} is too small; need at least 2×2 pixels")
     if not np.issubdtype(img.dtype, np.number) and img.dtype != bool or np.iscomplexobj(img):
         raise ImageError(f"{name}: expected real numbers, got dtype {img.dtype}")
@@ -81,8 +86,9 @@ def to_grey(rgb):
     return np.asarray(rgb2gray(rgb), dtype=np.float64)
 
 
-def _to_grey_unit(arr, name):
-    """``(grey float64 image, depth)`` from a file's array: colour → grey (:func:`to_grey`), integers → [0, 1]."""
+def _to_unit(arr, name, colour):
+    """``(float64 image, depth)`` from a file's array: integers → [0, 1]; colour kept as (H, W, 3) (alpha
+    composited on white, said) with ``colour``, else made grey (:func:`to_grey`)."""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[-1] in (1, 2):                     # grey (+ alpha)
         arr = arr[..., 0]
@@ -90,8 +96,13 @@ def _to_grey_unit(arr, name):
         raise ImageError(f"{name}: expected real numbers, got dtype {arr.dtype}")
     depth = _depth(arr, name)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = to_grey(arr)
-    return check_image(arr, name), depth
+        if not colour:
+            arr = to_grey(arr)
+        elif arr.shape[-1] == 4:
+            from skimage.color import rgba2rgb
+            warnings.warn(f"{name}: its alpha channel is composited on white (the result has none)", stacklevel=3)
+            arr = rgba2rgb(arr)                                        # floats in [0, 1]
+    return check_image(arr, name, colour=colour), depth
 
 
 def _read_file(path):
@@ -117,12 +128,13 @@ def _read_file(path):
     return iio.imread(path)
 
 
-def read_image(path, with_depth=False):
-    """Read PNG/JPEG/TIFF/BMP/NPY as a float64 grey image (with ``with_depth``: and its depth, one of
-    :data:`DEPTHS`, so that the result can be written back at the input's depth).
+def read_image(path, with_depth=False, colour=False):
+    """Read PNG/JPEG/TIFF/BMP/NPY as a float64 image (with ``with_depth``: and its depth, one of :data:`DEPTHS`, so
+    that the result can be written back at the input's depth).
 
-    Colour is converted to grey (:func:`to_grey`), 8- and 16-bit integers are scaled to [0, 1], float data is kept
-    as is; other integer types and files holding several images are refused.
+    Colour is converted to grey (:func:`to_grey`) unless ``colour`` (then kept as (H, W, 3)); 8- and 16-bit integers
+    are scaled to [0, 1], float data is kept as is; other integer types and files holding several images are
+    refused.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -136,7 +148,7 @@ def read_image(path, with_depth=False):
     except Exception as e:  # imageio/PIL/numpy raise many different types
         why = " ".join(str(e).split())[:200]
         raise ImageError(f"{path}: cannot be read as an image ({type(e).__name__}: {why})") from None
-    img, depth = _to_grey_unit(arr, path)
+    img, depth = _to_unit(arr, path, colour)
     return (img, depth) if with_depth else img
 
 
@@ -148,7 +160,7 @@ def _quantised(img, depth):
 
 
 def write_image(path, img, replace=False, depth="uint8"):
-    """Write a grey image at ``depth`` (one of :data:`DEPTHS`; the input's, for a result read by
+    """Write a grey (H, W) or colour (H, W, 3) image at ``depth`` (one of :data:`DEPTHS`; the input's, for a result read by
     :func:`read_image` ``with_depth``). Returns None, or one line saying what was lost.
 
     ``.npy`` keeps float64 exactly; ``.tif`` keeps every depth (float as float32); ``.png`` holds uint8 and uint16, so
@@ -157,7 +169,7 @@ def write_image(path, img, replace=False, depth="uint8"):
     (:func:`~fem_crossdiff.safeio.atomic_write`): never left half-written, never replacing a file unless ``replace``.
     """
     path = os.fspath(path)
-    img = check_image(img, "image to write")
+    img = check_image(img, "image to write", colour=True)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in WRITE_SUFFIXES:
         raise ImageError(f"{path}: cannot write '{suffix}' files; use {', '.join(WRITE_SUFFIXES)}")

@@ -12,7 +12,7 @@ EDGE_BINS = (0.01, 0.03, 0.1)
 
 
 def _pair(clean, test):
-    clean, test = check_image(clean, "reference image"), check_image(test, "test image")
+    clean, test = check_image(clean, "reference image", colour=True), check_image(test, "test image", colour=True)
     if clean.shape != test.shape:
         raise InputError(f"images differ in shape: {clean.shape} vs {test.shape}")
     return clean, test
@@ -33,7 +33,8 @@ def ssim(clean, test, data_range=1.0):
     """Structural similarity (Wang et al. 2004; scikit-image's implementation, 7×7 window)."""
     from skimage.metrics import structural_similarity
     clean, test = _pair(clean, test)
-    return float(structural_similarity(clean, test, data_range=data_range))
+    return float(structural_similarity(clean, test, data_range=data_range,
+                                       channel_axis=-1 if clean.ndim == 3 else None))
 
 
 def edge_strength(img):

@@ -1,39 +1,57 @@
-r"""Noise models with explicit seeds (noise level ``sigma`` in the image's own units, e.g. 25/255).
+r"""Noise models with explicit seeds, and the estimate of an unknown Gaussian noise level.
 
-* Gaussian: :math:`f = u + \sigma n`;  * speckle (multiplicative): :math:`f = u(1 + \sigma n)`;
-:math:`n \sim N(0, 1)` i.i.d. per pixel. Values are not clipped, so PSNR(noisy) = 20 log10(1/σ) on average.
+* Gaussian: :math:`f = u + \sigma n`, :math:`n \sim N(0, 1)` i.i.d. per pixel (and channel), ``sigma`` in the image's
+  own units (e.g. 25/255); values are not clipped, so PSNR(noisy) = 20 log10(1/σ) on average;
+* speckle (multiplicative, the OCT/SAR setting): :math:`f = u\,n`, :math:`n \sim \Gamma(L, 1/L)` i.i.d., mean 1,
+  variance :math:`1/L` — :math:`L` the equivalent number of looks (ENL);
+* :func:`estimate_sigma255`: the noise level of a Gaussian-noisy image from its finest wavelet coefficients
+  (Donoho's median absolute deviation, scikit-image's ``estimate_sigma``), on the 0–255 scale.
 """
+import warnings
+
 import numpy as np
 
 from ..errors import InputError
 from .files import check_image
 
-__all__ = ["gaussian_noise", "speckle_noise", "add_noise", "NOISE"]
+__all__ = ["gaussian_noise", "speckle_noise", "add_noise", "estimate_sigma255", "NOISE"]
 
 
-def _checked(img, sigma):
-    img = check_image(img)
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise InputError(f"noise level sigma must be a finite number >= 0, got {sigma}")
-    return img
+def _level(value, what="noise level sigma", least=0.0):
+    if not (np.isfinite(value) and value >= least):
+        raise InputError(f"{what} must be a finite number >= {least:g}, got {value}")
 
 
 def gaussian_noise(img, sigma, seed=0):
-    """:math:`u + \\sigma n`, :math:`n\\sim N(0,1)` from ``numpy.random.default_rng(seed)``."""
-    img = _checked(img, sigma)
+    """:math:`u + \\sigma n`, :math:`n\\sim N(0,1)` from ``numpy.random.default_rng(seed)`` (grey or colour)."""
+    img = check_image(img, colour=True)
+    _level(sigma)
     return img + sigma * np.random.default_rng(seed).standard_normal(img.shape)
 
 
-def speckle_noise(img, sigma, seed=0):
-    """:math:`u(1 + \\sigma n)`, :math:`n\\sim N(0,1)` from ``numpy.random.default_rng(seed)``."""
-    img = _checked(img, sigma)
-    return img * (1 + sigma * np.random.default_rng(seed).standard_normal(img.shape))
+def speckle_noise(img, looks=4.0, seed=0):
+    """:math:`u\\,n`, :math:`n \\sim \\Gamma(L, 1/L)` (mean 1, variance 1/L) with :math:`L` = ``looks`` (ENL)."""
+    img = check_image(img, colour=True)
+    _level(looks, "equivalent number of looks", 1e-3)
+    return img * np.random.default_rng(seed).gamma(looks, 1.0 / looks, img.shape)
 
 
 NOISE = {"gaussian": gaussian_noise, "speckle": speckle_noise}
 
 
-def add_noise(img, sigma, kind="gaussian", seed=0):
+def add_noise(img, level, kind="gaussian", seed=0):
+    """Noise of ``kind`` at ``level`` (Gaussian: σ in image units; speckle: looks L)."""
     if kind not in NOISE:
         raise InputError(f"unknown noise '{kind}'; expected one of {', '.join(NOISE)}")
-    return NOISE[kind](img, sigma, seed)
+    return NOISE[kind](img, level, seed)
+
+
+def estimate_sigma255(img):
+    """The Gaussian noise level of ``img`` (grey or colour, values in [0, 1]) on the 0–255 scale, estimated from
+    the median absolute deviation of its finest diagonal wavelet coefficients (mean over colour channels)."""
+    from skimage.restoration import estimate_sigma
+    img = check_image(img, colour=True)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")                   # a flat image has no detail coefficients: 0, not noise
+        sigma = estimate_sigma(img, channel_axis=-1 if img.ndim == 3 else None, average_sigmas=True)
+    return 255.0 * float(sigma) if np.isfinite(sigma) else 0.0

@@ -28,6 +28,7 @@ import math
 import time
 
 import numpy as np
+import ufl
 import firedrake as fd
 from firedrake.adjoint import (Control, ReducedFunctional, Tape, continue_annotation, get_working_tape,
                                pause_annotation, set_working_tape, stop_annotating)
@@ -76,13 +77,13 @@ class DatasetLoss:
         ecomm = self.ensemble.ensemble_comm
         self.mine = [i for i in range(self.n) if i % ecomm.size == ecomm.rank]
         if mesh is None:
-            mesh = image_mesh(shapes.pop(), refine, comm=self.ensemble.comm)
+            mesh = image_mesh(shapes.pop()[:2], refine, comm=self.ensemble.comm)
         self.ev = Evolution(model, mesh, solver_parameters={**LEARNING_SOLVER, **(solver_parameters or {})},
                             **evolution)
         self.area = fd.assemble(fd.Constant(1.0) * fd.dx(domain=mesh))
         # "pixels": finat's lumped ("KMV") rule of degree 1, on quadrilaterals the 2×2 Gauss–Lobatto rule
         self.misfit_dx = fd.dx(domain=mesh, scheme="KMV", degree=1) if misfit == "pixels" else fd.dx(domain=mesh)
-        self.data = [(image_to_function(pairs[i][0], self.ev.V), image_to_function(pairs[i][1], self.ev.V))
+        self.data = [(image_to_function(pairs[i][0], self.ev.F), image_to_function(pairs[i][1], self.ev.F))
                      for i in self.mine]
         check_checkpoints(checkpoints)
         self.checkpoints = checkpoints
@@ -92,7 +93,9 @@ class DatasetLoss:
         self.seconds = {"taped forward": 0.0, "adjoint": 0.0}   # this rank's time in loss_and_gradient
 
     def _misfit_form(self, clean):
-        return (self.ev.w[0] - clean) ** 2 / self.area * self.misfit_dx
+        """:math:`\frac{1}{C|\Omega|}\int |y(T) - c|^2`, :math:`y` the model's output (:math:`u`, or colour), C channels."""
+        error = self.ev.discrete.output(self.ev.w) - clean
+        return ufl.inner(error, error) / (self.area * self.ev.discrete.channels) * self.misfit_dx
 
     def misfit(self, clean):
         return fd.assemble(self._misfit_form(clean))
@@ -127,7 +130,7 @@ class DatasetLoss:
         """``w -> (m, dm/dw)`` of the final state for :func:`~fem_crossdiff.checkpointing.checkpointed_gradient`
         (forms on a placeholder for the clean image, compiled once)."""
         if self._misfit_assemblers is None:
-            ph = fd.Function(self.ev.V)
+            ph = fd.Function(self.ev.F)
             form = self._misfit_form(ph)
             self._misfit_assemblers = (ph, get_assembler(form), get_assembler(fd.derivative(form, self.ev.w)))
         ph, value, derivative = self._misfit_assemblers

@@ -5,6 +5,7 @@
   :math:`w = (u, v)`: parameters per stage, analytic ellipticity certificate, its UFL;
 * :mod:`.named` — heat, Perona–Malik, Gilboa's complex diffusions, Araújo et al.'s cross-diffusions;
 * :mod:`.ufl_model` — :class:`UFLModel`, a user's own model in UFL with any number of components;
+* :mod:`.colour` — :class:`ColourModel`, colour as one system: the family on luma, chroma under luma's edges;
 * :mod:`.base` — what both share (stages, horizons, digests); :mod:`.files` — model files (JSON).
 """
 from ..errors import ModelError
@@ -12,9 +13,10 @@ from .influence import Influence
 from .family import COEFFICIENTS, PSI_PARAMETER, STATE_RANGE, CrossDiffusionModel
 from .base import check_horizon
 from .ufl_model import UFLModel, load_definition
+from .colour import ColourModel
 from .files import load_model, model_from_dict, save_model
 from .named import MODELS, make_model, model_help, register_model
 
 __all__ = ["ModelError", "Influence", "CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE",
-           "check_horizon", "UFLModel", "load_definition", "load_model", "model_from_dict", "save_model", "MODELS",
+           "check_horizon", "UFLModel", "ColourModel", "load_definition", "load_model", "model_from_dict", "save_model", "MODELS",
            "make_model", "model_help", "register_model"]

@@ -6,6 +6,7 @@ import os
 
 from ..errors import ModelError
 from ..safeio import atomic_write
+from .colour import ColourModel
 from .family import CrossDiffusionModel
 from .ufl_model import UFLModel, load_definition
 
@@ -41,6 +42,8 @@ def model_from_dict(d, where="model", folder=None):
             raise ModelError(f"{where}: made from the definition {d['definition']!r}, which cannot be loaded ({e}); "
                              "put the definition back where the file says, or edit its \"definition\"") from None
         return cls.from_dict(d, where)
+    if isinstance(d, dict) and d.get("kind") == "colour":
+        return ColourModel.from_dict(d, where)
     return CrossDiffusionModel.from_dict(d, where)
 
 

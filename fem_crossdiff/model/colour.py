@@ -1,0 +1,158 @@
+r"""Colour as one cross-diffusion system: luma with its edge indicator, and two chroma channels smoothed under
+luma's edges.
+
+The RGB data :math:`f` is split by an orthogonal opponent transform (:data:`OPPONENT`)
+
+.. math:: Y = \tfrac13(R + G + B),\qquad C_1 = \tfrac12(R - B),\qquad C_2 = \tfrac14(R - 2G + B),
+
+whose rows are orthogonal, so i.i.d. RGB noise of variance :math:`\sigma^2` stays independent, of variances
+:math:`\sigma^2/3, \sigma^2/2, 3\sigma^2/8`: luma is less noisy than any channel, and in natural images chroma is
+far smoother than luma. The state is :math:`w = (Y, v, C_1, C_2)`:
+
+.. math:: D = \begin{pmatrix} D_{\text{family}}(Y, v) & 0\\ 0 & d_c\,g_c(|\nabla Y|)\,I_2\end{pmatrix},\qquad
+          g_c(s) = g_0 + \frac{1 - g_0}{1 + (s/k_c)^2},
+
+:math:`R = \big(R_{\text{family}}(Y, v; f_Y),\ \lambda_c(f_{C_1} - C_1),\ \lambda_c(f_{C_2} - C_2)\big)`: the
+(Y, v) block is the built-in learned family (a grey model, for the luma noise :math:`\sigma/\sqrt3`), and the chroma
+channels diffuse where luma has no edges. The output is RGB again (:data:`INVERSE`). The symmetric part of
+:math:`D` is block diagonal, so the certificate is :math:`\min(\alpha_{\text{family}}, d_c g_0)` per stage: box
+bounds on :math:`d_c` keep every iterate of training elliptic, as for the family.
+"""
+import numpy as np
+
+from ..errors import ModelError
+from .base import StagedModel, check_horizon, content_digest
+from .family import CrossDiffusionModel
+
+__all__ = ["ColourModel", "OPPONENT", "INVERSE", "CHROMA_PARAMETERS", "CHROMA_FLOOR"]
+
+OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1 / 2, 0.0, -1 / 2], [1 / 4, -1 / 2, 1 / 4]])
+INVERSE = np.linalg.inv(OPPONENT)
+#: Per-stage parameters of the chroma block: diffusion, edge threshold of |∇Y|, fidelity.
+CHROMA_PARAMETERS = ("dc", "kc", "lamc")
+#: The floor :math:`g_0` of the chroma influence function.
+CHROMA_FLOOR = 0.02
+FORMAT_VERSION = 1
+
+
+class ColourModel(StagedModel):
+    """A colour model: the grey learned model ``luma`` on (Y, v) and the chroma block, per stage."""
+
+    components, channels, proven_certificate = 4, 3, True
+    state_dependent = True
+
+    def __init__(self, luma, stages=None, *, name="colour", time=None, steps=None, description="", provenance=None):
+        if not isinstance(luma, CrossDiffusionModel):
+            raise ModelError(f"colour model '{name}': its luma block must be a built-in family model, got {luma!r}")
+        self.luma, self.name, self.description = luma, name, description
+        self.provenance = dict(provenance or {})
+        self.time = luma.time if time is None else time
+        self.steps = luma.steps if steps is None else steps
+        check_horizon(self.time, self.steps)
+        if stages is None:
+            stages = [dict(st, dc=2.0, kc=0.05, lamc=0.0) for st in luma.stages]
+        if len(stages) != len(luma.stages):
+            raise ModelError(f"colour model '{name}': {len(stages)} stages, its luma model has {len(luma.stages)}")
+        self.stages = []
+        for k, st in enumerate(stages):
+            if not isinstance(st, dict) or not set(CHROMA_PARAMETERS) <= set(st):
+                raise ModelError(f"colour model '{name}' stage {k}: expected the luma parameters and "
+                                 f"{', '.join(CHROMA_PARAMETERS)}")
+            luma_part = luma.replace(stages=[{n: st[n] for n in luma.parameter_names if n in st}]).stages[0]
+            chroma = {n: float(st[n]) for n in CHROMA_PARAMETERS}
+            if not (chroma["dc"] > 0 and chroma["kc"] > 0 and chroma["lamc"] >= 0):
+                raise ModelError(f"colour model '{name}' stage {k}: dc={chroma['dc']:g}, kc={chroma['kc']:g} must "
+                                 f"be > 0 and lamc={chroma['lamc']:g} >= 0")
+            self.stages.append({**luma_part, **chroma})
+
+    # -- parameters ------------------------------------------------------------------------------------
+    @property
+    def parameter_names(self):
+        return list(self.luma.parameter_names) + list(CHROMA_PARAMETERS)
+
+    @property
+    def structure(self):
+        return ("colour", self.luma.structure)
+
+    def _luma_stage(self, stage):
+        return {n: stage[n] for n in self.luma.parameter_names}
+
+    def certificate(self):
+        r""":math:`\min_k \min(\alpha_{\text{family},k}, d_{c,k}\,g_0)` (the symmetric part is block diagonal)."""
+        alpha = self.luma.replace(stages=[self._luma_stage(st) for st in self.stages]).certificate()
+        return float(min(alpha, min(st["dc"] for st in self.stages) * CHROMA_FLOOR))
+
+    def check_elliptic(self, where=None):
+        alpha = self.certificate()
+        if not alpha > 0:
+            raise ModelError(f"colour model '{self.name}' is not uniformly elliptic: certificate {alpha:g} <= 0")
+        return alpha
+
+    # -- UFL ---------------------------------------------------------------------------------------------
+    def _opponent(self, rgb):
+        import ufl
+        return [sum(float(OPPONENT[i, j]) * rgb[j] for j in range(3)) for i in range(3)]
+
+    def diffusion(self, w, p):
+        import ufl
+        block = self.luma.diffusion(ufl.as_vector([w[0], w[1]]), p)
+        grad2 = ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
+        dc = p["dc"] * (CHROMA_FLOOR + (1 - CHROMA_FLOOR) / (1 + grad2 / p["kc"] ** 2))
+        return ufl.as_matrix([[block[0, 0], block[0, 1], 0, 0], [block[1, 0], block[1, 1], 0, 0],
+                              [0, 0, dc, 0], [0, 0, 0, dc]])
+
+    def reaction(self, w, f, p):
+        import ufl
+        fy, fc1, fc2 = self._opponent(f)
+        luma = self.luma.reaction(ufl.as_vector([w[0], w[1]]), fy, p)
+        return ufl.as_vector([luma[0], luma[1], p["lamc"] * (fc1 - w[2]), p["lamc"] * (fc2 - w[3])])
+
+    def explicit_reaction(self, w, f, p):
+        import ufl
+        luma = self.luma.explicit_reaction(ufl.as_vector([w[0], w[1]]), self._opponent(f)[0], p)
+        return None if luma is None else ufl.as_vector([luma[0], luma[1], 0, 0])
+
+    def initial(self, f):
+        fy, fc1, fc2 = self._opponent(f)
+        return [fy, 0.0, fc1, fc2]
+
+    def output(self, w):
+        """RGB from (Y, C1, C2)."""
+        yc = (w[0], w[2], w[3])
+        return [sum(float(INVERSE[i, j]) * yc[j] for j in range(3)) for i in range(3)]
+
+    # -- copies and files --------------------------------------------------------------------------------
+    def fields(self):
+        luma = self.luma.fields()
+        luma.pop("provenance", None)
+        return dict(luma=luma, stages=[dict(st) for st in self.stages], name=self.name, time=self.time,
+                    steps=self.steps, description=self.description, provenance=dict(self.provenance))
+
+    def replace(self, **changes):
+        d = {**self.fields(), **changes}
+        luma = d.pop("luma")
+        luma = luma if isinstance(luma, CrossDiffusionModel) else CrossDiffusionModel.from_dict(luma, "luma")
+        return ColourModel(luma, **d)
+
+    def to_dict(self):
+        d = self.fields()
+        d["kind"] = "colour"
+        d["format"] = FORMAT_VERSION
+        d["certificate"] = self.certificate()
+        d["digest"] = content_digest(d)
+        return d
+
+    @classmethod
+    def from_dict(cls, d, where="model"):
+        d = dict(d)
+        stored = d.pop("digest", None)
+        if stored is not None and stored != content_digest(d):
+            raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
+                             "altered or corrupted")
+        for key in ("kind", "format", "certificate"):
+            d.pop(key, None)
+        try:
+            luma = CrossDiffusionModel.from_dict(d.pop("luma"), f"{where} (luma)")
+            return cls(luma, **d)
+        except (KeyError, TypeError) as e:
+            raise ModelError(f"{where}: malformed colour model description ({e})") from None
