@@ -30,13 +30,9 @@ import os
 import sys
 import time
 
-import numpy as np
-import ufl
-
 parser = argparse.ArgumentParser()
 parser.add_argument("--maxiter", type=int, default=25)
 parser.add_argument("--patch", type=int, default=48)
-parser.add_argument("--sigma", type=float, default=25.0)
 parser.add_argument("--quick", action="store_true", help="3 iterations, 32² patches, 48² held-out crops")
 parser.add_argument("--out", default="out/demos")
 args = parser.parse_args()
@@ -46,55 +42,11 @@ if args.quick:
 os.makedirs(args.out, exist_ok=True)
 
 import fem_crossdiff as fc                                                    # noqa: E402
-from fem_crossdiff.learning import BOUNDS                                     # noqa: E402
-from fem_crossdiff.model import CrossDiffusionModel, UFLModel                 # noqa: E402
+from fem_crossdiff.model import load_definition                               # noqa: E402
 
-SHIPPED = fc.load_model(fc.shipped_model(int(args.sigma)))
-NEW = {"beta2": (-0.05, -20.0, 20.0), "d33": (1.0, 0.05, 50.0), "mu2": (0.0, 0.0, 5.0)}
-H12 = fc.Influence("rbf", "v", floor=1.0, centres=9, span=0.05)
-
-
-def flat(stage):
-    """A shipped stage's parameters as scalars: RBF weights w11 -> w11_0, w11_1, ..."""
-    out = {}
-    for name, value in stage.items():
-        out.update({f"{name}_{m}": v for m, v in enumerate(value)} if isinstance(value, list) else {name: value})
-    return out
-
-
-def box(name):
-    return BOUNDS[name.rsplit("_", 1)[0] if name[-1].isdigit() and "_" in name else name]
-
-
-class SecondEdge(UFLModel):
-    """The shipped learned model with a second edge indicator v2 modulating u's edge stopping."""
-    components = 3
-    parameters = {**{k: (v, *box(k)) for k, v in flat(SHIPPED.stages[0]).items()}, **NEW,
-                  **{f"w12h_{m}": (0.0, 0.0, 10.0) for m in range(H12.centres)}}
-    nstages, time, steps = len(SHIPPED.stages), SHIPPED.time, SHIPPED.steps
-
-    def weights(self, p, name, n):
-        return [p[f"{name}_{m}"] for m in range(n)]
-
-    def diffusion(self, w, p):
-        q = {name: (self.weights(p, name, n) if is_list else p[name]) for name, n, is_list in SHIPPED.stage_layout}
-        D2 = SHIPPED.diffusion(w, q)                             # the family's own UFL: the (u, v1) block
-        h12 = H12.evaluate(w[2], self.weights(p, "w12h", H12.centres), lib=ufl)
-        return ufl.as_matrix([[D2[0, 0] * h12, D2[0, 1] * ufl.sqrt(h12), -p["beta2"]],
-                              [D2[1, 0] * ufl.sqrt(h12), D2[1, 1], 0],
-                              [p["beta2"], 0, p["d33"]]])
-
-    def reaction(self, w, f, p):
-        return ufl.as_vector([p["lam"] * (f - w[0]), -p["mu"] * w[1], -p["mu2"] * w[2]])
-
-    def explicit_reaction(self, w, f, p):
-        psi = SHIPPED.psi.evaluate(w[1], self.weights(p, "wpsi", SHIPPED.psi.centres), lib=ufl)
-        return ufl.as_vector([psi, 0, 0])
-
-    def ellipticity(self, p):
-        stage = SHIPPED.unpack_stage(np.array([p[k] for k in flat(SHIPPED.stages[0])]))
-        return min(SHIPPED.with_stages([stage]).certificate(), p["d33"])
-
+SecondEdge = load_definition(os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "second_edge.py")
+                             + ":SecondEdge")
+SHIPPED, NEW, H12, flat = (getattr(sys.modules[SecondEdge.__module__], n) for n in ("SHIPPED", "NEW", "H12", "flat"))
 
 # %% [markdown]
 # With $h_{12} \equiv 1$ the (u, v₁) block is the family's $G^{1/2}MG^{1/2}$ with $G_{11}$ multiplied by $h_{12}$:
@@ -113,9 +65,9 @@ for label, model in (("control (2 components)", SHIPPED), ("second edge (3 compo
     for stale in (out, out + ".checkpoint"):
         if os.path.exists(stale):
             os.remove(stale)
-    init = dict(init=fc.shipped_model(int(args.sigma))) if model is SHIPPED else dict(model=model)
+    init = dict(init=fc.shipped_model(25)) if model is SHIPPED else dict(model=model)
     t0 = time.perf_counter()
-    trained, history = fc.train(out, sigma255=args.sigma, patch=args.patch, per_image=1, maxiter=args.maxiter,
+    trained, history = fc.train(out, sigma255=25, patch=args.patch, per_image=1, maxiter=args.maxiter,
                                 refine=0, log=print, **init)
     runs[label] = trained
     print(f"{label}: {len(history)} iterations, {time.perf_counter() - t0:.0f} s, train PSNR "
@@ -129,9 +81,9 @@ for label, model in (("control (2 components)", SHIPPED), ("second edge (3 compo
 from fem_crossdiff.evaluation import evaluate, print_table, print_validation, validate   # noqa: E402
 crops = dict(patch=48, per_image=1) if args.quick else {}
 models = {"shipped": SHIPPED, **runs}
-scores = validate(models, args.sigma, log=lambda *a: None, **crops)
+scores = validate(models, 25, log=lambda *a: None, **crops)
 print_validation(scores)
-rows = evaluate(models, sigmas=(args.sigma,), classic=False, baselines=False, log=lambda *a: None,
+rows = evaluate(models, sigmas=(25,), classic=False, baselines=False, log=lambda *a: None,
                 size=64 if args.quick else 256)
 print_table(rows)
 
@@ -141,7 +93,7 @@ print_table(rows)
 # %%
 from fem_crossdiff.fem import Evolution, image_mesh, image_to_function       # noqa: E402
 from fem_crossdiff.imaging.data import test_set                              # noqa: E402
-_, clean, noisy = test_set(args.sigma, size=128 if args.quick else 256)[0]
+_, clean, noisy = test_set(25, size=128 if args.quick else 256)[0]
 for label, model, fast in (("2 components, fast path", SHIPPED, True), ("2 components, UFL path", SHIPPED, False),
                            ("3 components, UFL path", runs["second edge (3 components)"], True)):
     ev = Evolution(model, image_mesh(noisy.shape), fast=fast)

@@ -129,7 +129,7 @@ class SemiImplicitAssembler:
         self.discrete, self.q1 = discrete, q1
         self.model = discrete.model
         self.g = dict(self.model.influences)
-        self.modes = [off_diagonal_mode(self.model, k) for k in range(len(discrete.params))]
+        self.modes = [off_diagonal_mode(self.model, k) for k in range(discrete.nstages)]
         self._K = {}
         self.gather = CompiledGather.create(q1) if compiled else None
         self.last_fields = None

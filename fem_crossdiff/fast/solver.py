@@ -1,6 +1,8 @@
 r"""One semi-implicit step on the fast path: the block matrix filled by :class:`~.assembler.SemiImplicitAssembler`
 and solved by a PETSc KSP configured from the finite-element layer's solver options (the same options, hence the
 same tolerance, as Firedrake's path)."""
+import weakref
+
 import numpy as np
 from petsc4py import PETSc
 
@@ -12,9 +14,18 @@ from .matrix import BlockMatrix, interleaved_csr
 
 __all__ = ["FastSemiImplicitSolver", "KSP_REASONS"]
 
+#: A factorisation is kept while the solves it preconditions take at most this factor (plus 2) of the iterations
+#: the first one took.
+REUSE_SLACK = 1.5
 #: PETSc KSP converged/diverged reason number -> name.
 KSP_REASONS = {getattr(PETSc.KSP.ConvergedReason, k): k for k in dir(PETSc.KSP.ConvergedReason)
                if not k.startswith("_")}
+
+
+def _forget_options(names):
+    opts = PETSc.Options()
+    for name in names:
+        opts.delValue(name)
 
 
 class FastSemiImplicitSolver:
@@ -36,6 +47,8 @@ class FastSemiImplicitSolver:
         self._key = None
         self._step_adjoint = None
         self._direct = None
+        self._its_fresh = self._its_last = None
+        self._reusing, self._last_stage = False, None
         self.prefix = prefix
         self.ksp = self._make_ksp(solver_parameters or {}, prefix)
         self.transposed_solves = 0
@@ -46,25 +59,37 @@ class FastSemiImplicitSolver:
 
     def _make_ksp(self, parameters, prefix):
         """KSP from the PETSc options ``parameters`` (the finite-element layer's; ``mat_type`` and the Newton
-        ``snes_*`` options do not apply to a KSP)."""
+        ``snes_*`` options do not apply to a KSP). The options stay in PETSc's database under this solver's own
+        prefix while it lives: options of inner solvers (``sub_pc_type`` of block Jacobi) are read only when the
+        preconditioner is first set up."""
         params = {k: v for k, v in parameters.items() if k != "mat_type" and not k.startswith("snes_")}
         opts = PETSc.Options()
         for key, val in params.items():
             opts[prefix + key] = val
+        weakref.finalize(self, _forget_options, [prefix + key for key in params])
         ksp = PETSc.KSP().create(comm=self.comm)
         ksp.setOptionsPrefix(prefix)
         ksp.setOperators(self.A)
-        try:
-            ksp.setFromOptions()
-        finally:
-            for key in params:
-                opts.delValue(prefix + key)
+        ksp.setFromOptions()
         return ksp
 
     @staticmethod
     def supports(model):
         """True for the model this path accelerates: the built-in family on :math:`w = (u, v)`."""
         return isinstance(model, CrossDiffusionModel)
+
+    def _keep_preconditioner(self):
+        """Whether the next solve (of the same stage: new stage parameters change the matrix too much) may reuse the
+        last factorisation: while its iteration count stays within :data:`REUSE_SLACK` of the count right after a
+        fresh one (within a stage the matrix drifts slowly from step to step)."""
+        fresh, last = self._its_fresh, self._its_last
+        return fresh is not None and last is not None and last <= REUSE_SLACK * fresh + 2
+
+    def _track_iterations(self, ksp):
+        its = ksp.getIterationNumber()
+        if not self._reusing:
+            self._its_fresh = its
+        self._its_last = its
 
     def _direct_ksp(self):
         """A direct solver (PETSc's LU) on the same matrix, built on first use."""
@@ -131,22 +156,38 @@ class FastSemiImplicitSolver:
         by the forward KSP, so the adjoint has the forward's solver, tolerances and cost (a direct forward
         solve gives a direct adjoint solve)."""
         self.assemble(w, k, tau, stage, transpose=True, fields=fields)
+        self.ksp.setInitialGuessNonzero(False)
+        self.ksp.getPC().setReusePreconditioner(False)      # A^T is not A: a factorisation of its own
+        self._its_fresh = self._its_last = None
         self.ksp.solve(b, x)
         self.transposed_solves += 1
         return self.ksp.getConvergedReason()
 
-    def step(self, w_old, w, w_new, k, tau, f, direct=False):
+    def step(self, w_old, w, w_new, k, tau, f, direct=False, first=True):
         """:math:`w^{n+1}` into the PETSc vector ``w_new`` from :math:`w^n` (PETSc vector ``w_old``, its values
         ``w`` as a (nodes, 2) array) for stage ``k``, step ``tau`` and data ``f`` (nodes,); ``direct``: by LU
-        instead of the configured (iterative) solver.
+        instead of the configured (iterative) solver; ``first``: the first step of a run (no previous update).
+
+        Within a run, the Krylov solve starts from the previous step's update (the solution changes smoothly in
+        time, so fewer iterations reach the same tolerance, which is relative to this step's residual), and within a
+        stage the preconditioner's factorisation is kept while it serves (:meth:`_keep_preconditioner`).
 
         Returns the KSP's converged reason (negative: diverged, and ``w_new`` is left unchanged).
         """
         self.update_matrix(w, k, tau)
         self._residual(w_old, w, f, k, tau)
         ksp = self._direct_ksp() if direct else self.ksp
-        ksp.solve(self.r, self.delta)                       # zero initial guess (the KSP default)
+        if not direct:
+            ksp.setInitialGuessNonzero(not first)
+            if first:
+                self.delta.zeroEntries()
+            self._reusing = not first and k == self._last_stage and self._keep_preconditioner()
+            self._last_stage = k
+            ksp.getPC().setReusePreconditioner(self._reusing)
+        ksp.solve(self.r, self.delta)
         reason = ksp.getConvergedReason()
+        if not direct:
+            self._track_iterations(ksp)
         if reason > 0:
             w_old.copy(w_new)
             w_new.axpy(1.0, self.delta)

@@ -25,14 +25,17 @@ BASE_MEMORY, BYTES_PER_VERTEX = 0.3 * 2 ** 30, 2700
 _CACHE = {}
 
 
-def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters):
-    """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon)."""
-    key = (tuple(shape), refine, scheme, model.structure, time, steps, repr(sorted((solver_parameters or {}).items())))
+def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, own_rank=False):
+    """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon, solver
+    options), on all ranks' mesh or (``own_rank``, a tile) on this rank alone."""
+    key = (tuple(shape), refine, scheme, model.structure, time, steps, repr(sorted((solver_parameters or {}).items())),
+           own_rank)
     ev = _CACHE.get(key)
     if ev is None:
         if len(_CACHE) > 16:
             _CACHE.clear()
-        ev = _CACHE[key] = Evolution(model, image_mesh(shape, refine), time=time, steps=steps, scheme=scheme,
+        mesh = image_mesh(shape, refine, comm=fd.COMM_SELF if own_rank else None)
+        ev = _CACHE[key] = Evolution(model, mesh, time=time, steps=steps, scheme=scheme,
                                      solver_parameters=solver_parameters)
     else:
         ev.discrete.set_stages(model.stages)
@@ -73,8 +76,64 @@ def check_memory(shape, refine, model, ranks=1):
                          "refinement, or more ranks (mpiexec)")
 
 
+def tile_windows(n, size, margin):
+    """``[(window start, core start, core end)]`` along one axis of ``n`` pixels: equal windows of at most ``size``
+    pixels (as few as cover the axis, shrunk to share it evenly; shifted inward at the ends) whose cores — the window
+    less ``margin`` on each side that is not the image's border — partition ``[0, n)``."""
+    if n <= size:
+        return [(0, 0, n)]
+    if size - 2 * margin < 1:
+        raise InputError(f"tile {size} leaves no core inside margins of {margin}")
+    count = -(-(n - 2 * margin) // (size - 2 * margin))
+    size = -(-(n - 2 * margin) // count) + 2 * margin
+    out, start = [], 0
+    while start < n:
+        window = min(max(start - margin, 0), n - size)
+        end = n if window + size >= n else window + size - margin
+        out.append((window, start, end))
+        start = end
+    return out
+
+
+def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver_parameters, return_v):
+    """:func:`denoise` window by window: every window has the same shape (one compiled evolution), each result
+    keeps its core; windows are dealt out over the ranks (each solves alone), so any rank count gives the same
+    image. Memory is that of one window, whatever the image's size."""
+    from mpi4py import MPI
+    comm = fd.COMM_WORLD
+    H, W = img.shape[:2]
+    rows, cols = tile_windows(H, tile, margin), tile_windows(W, tile, margin)
+    shape = (H - rows[-1][0], W - cols[-1][0])                  # every window's (the last one ends at the border)
+    check_memory(shape, refine, model)
+    u = np.zeros(img.shape)
+    v = np.zeros((H, W)) if return_v else None
+    jobs = [(r, c) for r in rows for c in cols]
+    for i, ((r0, a0, a1), (c0, b0, b1)) in enumerate(jobs):
+        if i % comm.size != comm.rank:
+            continue
+        ev = evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, own_rank=True)
+        window = img[r0:r0 + shape[0], c0:c0 + shape[1]]
+        w = ev.run(image_to_function(window, ev.F))
+        ev.check_finite()
+        core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
+        u[a0:a1, b0:b1] = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))[core]
+        if return_v and ev.discrete.components > 1:
+            v[a0:a1, b0:b1] = function_to_image(fd.Function(ev.V).interpolate(w[1]))[core]
+    if comm.size > 1:                                  # every pixel's value comes from exactly one rank
+        comm.Allreduce(MPI.IN_PLACE, u, op=MPI.SUM)
+        if return_v:
+            comm.Allreduce(MPI.IN_PLACE, v, op=MPI.SUM)
+    return (u, v) if return_v else u
+
+
+#: A larger image is denoised tile by tile (:func:`tile_windows`): windows of ``TILE`` pixels whose cores leave
+#: ``MARGIN`` pixels to each neighbour, where the tile's own (no-flux) boundary acts. The difference to the whole
+#: image at once is below the 16-bit level (``tests/test_photographs.py``; ``demos/PERFORMANCE.md``).
+TILE, MARGIN, TILE_ABOVE = 512, 32, 1024 * 1024
+
+
 def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",
-            solver_parameters=None, return_v=False, callback=None, **params):
+            solver_parameters=None, return_v=False, callback=None, tile=None, **params):
     """Restore the image ``img`` — grey (H, W) or colour (H, W, 3), values in [0, 1] (uint8/uint16 scaled) — with a
     cross-diffusion model.
 
@@ -84,6 +143,9 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
     model). A colour image goes through a colour model as one system; a grey model restores it channel by channel.
     Returns ``u(T)`` as an array of the image's shape, and also ``v(T)`` (the edge indicator, the second component;
     zeros for a one-component model) when ``return_v``.
+
+    ``tile``: the window size of a tiled run (:data:`TILE` … for images of more than :data:`TILE_ABOVE` pixels by
+    default; 0: never): bounded memory, time linear in the pixels, the same result on any number of ranks.
     """
     img = check_image(img, colour=True)
     if not isinstance(model, StagedModel):
@@ -96,10 +158,15 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
         raise ModelError(f"model '{model.name}' restores colour images; got a grey image of shape {img.shape}")
     if img.ndim == 3 and channels == 1:                  # a grey model on a colour image: channel by channel
         parts = [denoise(img[..., c], model, time=time, steps=steps, refine=refine, scheme=scheme,
-                         solver_parameters=solver_parameters, return_v=True, callback=callback) for c in range(3)]
+                         solver_parameters=solver_parameters, return_v=True, callback=callback, tile=tile)
+                 for c in range(3)]
         u = np.stack([p[0] for p in parts], axis=-1)
         return (u, np.mean([p[1] for p in parts], axis=0)) if return_v else u
     time, steps = model.check_run(model.time if time is None else time, model.steps if steps is None else steps)
+    if tile is None:
+        tile = TILE if img.shape[0] * img.shape[1] > TILE_ABOVE else 0
+    if tile and max(img.shape[:2]) > tile:
+        return _denoise_tiled(img, model, int(tile), MARGIN, refine, scheme, time, steps, solver_parameters, return_v)
     check_memory(img.shape[:2], refine, model, fd.COMM_WORLD.size)
     ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters)
     w = ev.run(image_to_function(img, ev.F), callback=callback)

@@ -102,7 +102,7 @@ class Evolution:
     def _solvers(self):
         """The UFL solvers, one per stage (created on first use: allocating their matrices takes time)."""
         if self._ufl_solvers is None:
-            self._ufl_solvers = [self._make_solver(k) for k in range(len(self.discrete.params))]
+            self._ufl_solvers = [self._make_solver(k) for k in range(self.discrete.nstages)]
         return self._ufl_solvers
 
     def semi_implicit_forms(self, k, params=None, w_old=None, f=None):
@@ -254,7 +254,7 @@ ablaarphi)
         k = self.discrete.stage_of_step(n, self.steps)
         dt = float(self.dt.values()[0])                    # float(Constant) goes through UFL: 0.1 ms
         with self.w_old.dat.vec_ro as old, self.w.dat.vec_wo as new:
-            reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro)
+            reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro, first=n == 0)
             if reason < 0 and self._retry_directly(n, f"linear solve {KSP_REASONS.get(reason, reason)}"):
                 reason = self._fast.step(old, self.w_old.dat.data_ro, new, k, dt, self.f.dat.data_ro, direct=True)
         if reason < 0:
@@ -268,7 +268,7 @@ ablaarphi)
         if self.scheme != "semi-implicit" or self.solver_parameters.get("ksp_type") == "preonly":
             return False
         if self._direct_solvers is None:
-            nst = len(self.discrete.params)
+            nst = self.discrete.nstages
             self._direct_solvers = [self._make_solver(k, {**DIRECT_SOLVER}, "direct_") for k in range(nst)]
             warnings.warn(f"fem_crossdiff: model '{self.model.name}': the iterative solve of step {n + 1} did not "
                           f"converge ({reason}); such steps are solved directly (LU) instead", SlowPathWarning,

@@ -32,11 +32,31 @@ class DiscreteModel:
         self.model, self.mesh = model, mesh
         self.components = model.components
         self.size = sum(n for _, n, _ in model.stage_layout)
-        Z = fd.VectorFunctionSpace(mesh, "DG", 0, dim=self.size)
-        with stop_annotating():
-            self.stage_functions = [fd.Function(Z, name=f"parameters_stage{k}") for k in range(len(model.stages))]
-        self.params = [self.components_of(P) for P in self.stage_functions]
+        self.nstages = len(model.stages)
+        self._numbers = None
+        self._functions = None                     # made on first use: one value per cell and parameter
+        self._params = None
         self.set_stages(model.stages)
+
+    @property
+    def stage_functions(self):
+        """The stage parameters as spatially constant DG0 functions (pyadjoint's controls, what UFL forms read),
+        made on first use: they hold every parameter in every cell (8 bytes each, every stage), which the fast path
+        and a tiled denoise of a large image never need."""
+        if self._functions is None:
+            Z = fd.VectorFunctionSpace(self.mesh, "DG", 0, dim=self.size)
+            with stop_annotating():
+                self._functions = [fd.Function(Z, name=f"parameters_stage{k}") for k in range(self.nstages)]
+                for P, numbers in zip(self._functions, self._numbers):
+                    P.dat.data_wo_with_halos[...] = numbers[None, :]
+        return self._functions
+
+    @property
+    def params(self):
+        """name -> UFL component of the stage functions, per stage."""
+        if self._params is None:
+            self._params = [self.components_of(P) for P in self.stage_functions]
+        return self._params
 
     def components_of(self, P):
         """name -> UFL component of ``P`` (a list of components for vector parameters such as RBF weights)."""
@@ -49,19 +69,21 @@ class DiscreteModel:
     # -- parameter values -------------------------------------------------------------------------
     def set_stages(self, stages):
         """Copy numbers into the (spatially constant) stage functions; not annotated: these are control values."""
-        if len(stages) != len(self.stage_functions):
-            raise ValueError(f"expected {len(self.stage_functions)} stages, got {len(stages)}")
-        with stop_annotating():
-            for P, stage in zip(self.stage_functions, stages):
-                P.dat.data_wo_with_halos[...] = self.model.pack_stage(stage)[None, :]
+        if len(stages) != self.nstages:
+            raise ValueError(f"expected {self.nstages} stages, got {len(stages)}")
+        self._numbers = [self.model.pack_stage(stage) for stage in stages]
+        if self._functions is not None:
+            with stop_annotating():
+                for P, numbers in zip(self._functions, self._numbers):
+                    P.dat.data_wo_with_halos[...] = numbers[None, :]
 
     def get_stages(self):
         """Current parameter values as a list of stage dictionaries (plain floats and lists)."""
-        return [self.get_stage(k) for k in range(len(self.stage_functions))]
+        return [self.get_stage(k) for k in range(self.nstages)]
 
     def get_stage(self, k):
         """Current parameter values of stage ``k`` as a dictionary (what a time step needs)."""
-        return self.model.unpack_stage(self.stage_functions[k].dat.data_ro_with_halos[0])
+        return self.model.unpack_stage(self._numbers[k])
 
     def controls(self):
         """One control per stage: the vector-valued DG0 function holding its parameters (constant in space)."""
@@ -122,4 +144,4 @@ class DiscreteModel:
 
     def stage_of_step(self, n, steps):
         """Index of the stage acting on step ``n`` (0-based) of ``steps``."""
-        return n * len(self.params) // steps
+        return n * self.nstages // steps

@@ -61,7 +61,7 @@ class _Sweep:
                              f"(got scheme '{ev.scheme}'); use checkpoints=None (pyadjoint's tape)")
         self.fm = ev.step_forms()
         self.size = ev.discrete.size
-        self.grad = np.zeros(self.size * len(ev.discrete.stage_functions))
+        self.grad = np.zeros(self.size * ev.discrete.nstages)
         self.recomputed = self.stored_peak = 0
 
     def step(self, n, state):

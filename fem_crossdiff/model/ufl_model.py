@@ -208,9 +208,11 @@ def definition_spec(cls, folder=None):
     of a script or of a file loaded by :func:`load_definition` is named by its file)."""
     module = sys.modules.get(cls.__module__)
     source_file = getattr(module, "__file__", None)
+    installed = source_file is not None and os.path.abspath(source_file).startswith(
+        tuple(os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__)))))
     if cls.definition:
         spec = cls.definition
-    elif source_file and (cls.__module__ == "__main__" or cls.__module__.startswith("fem_crossdiff_user_")):
+    elif source_file and not installed:               # a script's or a loose file's class: named by its file
         spec = f"{os.path.abspath(source_file)}:{cls.__qualname__}"
     else:
         spec = f"{cls.__module__}:{cls.__qualname__}"

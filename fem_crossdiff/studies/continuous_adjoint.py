@@ -80,7 +80,7 @@ class ContinuousAdjoint:
         # state at the new (earlier) level t_n, state and adjoint at the old (later) level t_{n+1}
         self.Wn, self.Wb = fd.Function(W, name="w_n"), fd.Function(W, name="w_n+1")
         self.P, self.Pb = fd.Function(W, name="p_n"), fd.Function(W, name="p_n+1")
-        nst = len(ev.discrete.params)
+        nst = ev.discrete.nstages
         self._solvers = [self._make_solver(k) for k in range(nst)]
         forms = [self._gradient_form(k) for k in range(nst)]
         self._grad_assemblers = [get_assembler(F) for F in forms]   # each form preprocessed once
