@@ -10,6 +10,11 @@ def add_parser(sub):
     s.add_argument("--out", required=True, help="model JSON to write (never overwritten)")
     s.add_argument("--images", nargs="+", help="bundled scikit-image names (default: all non-test images)")
     s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
+    s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian",
+                   help="the noise to remove (default gaussian; speckle: multiplicative Gamma noise of --looks)")
+    s.add_argument("--looks", type=float, default=10.0, help="--noise speckle: equivalent number of looks "
+                                                             "(default 10)")
+    s.add_argument("--colour", action="store_true", help="train on colour patches (a colour model via --init)")
     s.add_argument("--patch", type=int, default=64)
     s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
     s.add_argument("--stages", type=int, default=3)
@@ -49,5 +54,5 @@ def run(args):
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
-          command=args.command_line, model=args.model)
+          command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour)
 

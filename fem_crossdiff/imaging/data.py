@@ -72,3 +72,6 @@ def test_set(level, size=256, seed=0, colour=False, kind="gaussian"):
     names = COLOUR_TEST_IMAGES if colour else TEST_IMAGES
     return [(name, *noisy_pair(centre_crop(load(name, colour), size), level, seed + i, kind))
             for i, name in enumerate(names)]
+
+
+test_set.__test__ = False            # a data set, not a test (pytest collects imported names starting with test)

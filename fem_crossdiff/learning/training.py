@@ -87,7 +87,8 @@ class ResumeFile:
 
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
-          modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None):
+          modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
+          looks=10.0, colour=False):
     """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -105,7 +106,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     ``model``: train a user model instead (a :class:`~fem_crossdiff.model.UFLModel`, or its definition
     ``path/to/file.py:Class`` / registered name): its parameters within its box, on the UFL path; before the first
     iteration its box is sampled for ellipticity (:func:`~fem_crossdiff.fem.certify.sampled_ellipticity`), so that
-    every iterate is elliptic. ``modulation`` and ``psi`` belong to the built-in family and are ignored."""
+    every iterate is elliptic. ``modulation`` and ``psi`` belong to the built-in family and are ignored.
+
+    ``noise="speckle"``: train for multiplicative Gamma noise of ``looks`` (``sigma255`` unused). ``colour``: train a
+    colour model (:class:`~fem_crossdiff.model.ColourModel`, given as ``model`` or ``init``) on colour patches."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
@@ -113,6 +117,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if isinstance(model, str):
         model = make_model(model)
     user = model is not None
+    if colour and not (getattr(model, "channels", 1) == 3 or init):
+        raise InputError("--colour trains a colour model: give it (a colour model file) with --init or --model")
     if user and init:
         raise InputError("give either a user model to train (--model) or a model file to continue (--init)")
     check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
@@ -130,8 +136,14 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                     misfit=misfit, objective=objective, modulation=modulation)
     if psi:
         settings["psi"] = psi
+    if noise != "gaussian":
+        settings.update(noise=noise, looks=looks, sigma=None)
+    if colour:
+        settings["colour"] = True
     if user:
-        settings.update(model=definition_spec(type(model), os.path.dirname(os.path.abspath(out))), modulation=0,
+        spec = (definition_spec(type(model), os.path.dirname(os.path.abspath(out))) if isinstance(model, UFLModel)
+                else model.name)
+        settings.update(model=spec, modulation=0,
                         stages=len(model.stages), steps=model.steps, time=model.time, centres=None)
     if os.path.exists(out):
         raise InputError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
@@ -163,7 +175,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if not alpha > 0:
                 raise ModelError(f"model '{model.name}': its box admits models that are not uniformly elliptic "
                                  f"(sampled eigenvalue {alpha:.3g} of D's symmetric part); narrow the box")
-        pairs = training_pairs(images, sigma255, patch, per_image, seed)
+        pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
         losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
                   for r in levels]
         loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
