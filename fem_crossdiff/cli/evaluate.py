@@ -14,6 +14,10 @@ def add_parser(sub):
     s.add_argument("--no-baselines", action="store_true", help="skip TV-Chambolle and BM3D")
     s.add_argument("--refine", type=int, default=0, help="also run the learned model(s) on a refined mesh")
     s.add_argument("--no-classic", action="store_true", help="skip the hand-tuned classic models")
+    s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian",
+                   help="speckle: multiplicative noise, --sigma then gives the looks (default gaussian)")
+    s.add_argument("--colour", action="store_true", help="the colour test crops (CBM3D and per-channel beside)")
+    s.add_argument("--png", action="store_true", help="noisy inputs as 8-bit files hold them (clipped, rounded)")
     s.set_defaults(func=run_evaluate, firedrake=True)
 
     s = sub.add_parser("validate", help="held-out PSNR per training picture (crops no training run used): "
@@ -40,7 +44,8 @@ def run_evaluate(args):
     from ..evaluation.testcrops import evaluate, print_table
     models = _load_labelled(args.model) if args.model else None
     rows = evaluate(models, sigmas=args.sigma, size=args.size, classic=not args.no_classic,
-                    baselines=not args.no_baselines, refine=args.refine, log=lambda *a: None)
+                    baselines=not args.no_baselines, refine=args.refine, log=lambda *a: None, noise=args.noise,
+                    colour=args.colour, png=args.png)
     if rank0():
         print_table(rows)
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from ..fem import denoise
-from ..imaging.baselines import bm3d_denoise, tv_oracle
+from ..imaging.baselines import bm3d_denoise, bm3d_log, tv_log_oracle, tv_oracle
 from ..imaging.data import check_sigma255, test_set
 from ..imaging.metrics import psnr, ssim
 from ..learned import shipped_model
@@ -20,54 +20,83 @@ from .tuned import tuned_classic, tuned_tv_weight
 __all__ = ["evaluate", "print_table"]
 
 
-def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=True, refine=0, log=print):
-    """Rows of (method, image, σ, PSNR, SSIM, seconds). ``models``: {label: model or path or None=shipped}.
+def _methods(models, level, noise, colour, classic, refine):
+    """{label: function noisy -> restored} of the learned models and the tuned classic ones for one noise level."""
+    methods = {}
+    kind = "speckle" if noise == "speckle" else ("colour" if colour else "grey")
+    for label, m in (models or {"learned": None}).items():
+        m = m or shipped_model(level, kind=kind)
+        m = load_model(m) if isinstance(m, str) else m
+        methods[label] = (lambda noisy, m=m: denoise(noisy, m))
+        if refine:
+            methods[f"{label} (h/{2 ** refine})"] = (lambda noisy, m=m: denoise(noisy, m, refine=refine))
+    if colour and noise == "gaussian" and (models is None or classic):
+        grey = load_model(shipped_model(level))                      # the grey learned model, channel by channel
+        methods["learned grey, per channel"] = (lambda noisy, m=grey: denoise(noisy, m))
+    if classic and not colour:
+        for name, params in tuned_classic(level, noise).items():
+            methods[name] = (lambda noisy, name=name, params=params: denoise(noisy, name, **params))
+    return methods
 
-    ``refine > 0`` also runs the learned models on a mesh refined that many times (the image as its bilinear
-    interpolant, read back at the pixel centres): a resolution-independence check. Every noise level is checked
-    first (a shipped model and tuned parameters where they are needed), so a bad level is refused before any work.
+
+def _baselines(clean, noisy, level, noise, colour):
+    """(label, restored) of TV and BM3D: tuned TV and TV-oracle, BM3D (CBM3D in colour) with the true level; for
+    speckle both on the log image, bias corrected."""
+    from skimage.restoration import denoise_tv_chambolle
+    if noise == "speckle":
+        yield "TV-log (oracle)", tv_log_oracle(clean, noisy, level)[0]
+        u = bm3d_log(noisy, level)
+        if u is not None:
+            yield "BM3D-log", u
+        return
+    axis = -1 if colour else None
+    if not colour:
+        yield "TV (tuned)", denoise_tv_chambolle(noisy, weight=tuned_tv_weight(level))
+    yield "TV (oracle)", tv_oracle(clean, noisy, tuned=None if colour else tuned_tv_weight(level), channel_axis=axis)[0]
+    u = bm3d_denoise(noisy, level / 255)
+    if u is not None:
+        yield ("CBM3D" if colour else "BM3D"), u
+
+
+def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=True, refine=0, log=print,
+             noise="gaussian", colour=False, png=False):
+    """Rows of (method, image, level, PSNR, SSIM, seconds). ``models``: {label: model or path or None=shipped}.
+
+    ``noise``: "gaussian" (``sigmas`` on the 0–255 scale) or "speckle" (``sigmas`` are looks L); ``colour``: the
+    colour test crops (the grey learned model per channel and CBM3D beside); ``png``: the noisy inputs as an 8-bit
+    file holds them (clipped to [0, 1] and rounded). ``refine > 0`` also runs the learned models on a mesh refined
+    that many times (the image as its bilinear interpolant, read back at the pixel centres): a
+    resolution-independence check. Every level is checked first (a shipped model and tuned parameters where they
+    are needed), so a bad level is refused before any work.
     """
-    for sigma in sigmas:
-        check_sigma255(sigma)
+    kind = "speckle" if noise == "speckle" else ("colour" if colour else "grey")
+    for level in sigmas:
+        if noise == "gaussian":
+            check_sigma255(level)
         for m in (models or {"learned": None}).values():
             if m is None:
-                shipped_model(sigma)
-        if classic:
-            tuned_classic(sigma)
-        if baselines:
-            tuned_tv_weight(sigma)
+                shipped_model(level, kind=kind)
+        if classic and not colour:
+            tuned_classic(level, noise)
+        if baselines and noise == "gaussian" and not colour:
+            tuned_tv_weight(level)
     rows = []
-    for sigma in sigmas:
-        methods = {}
-        for label, m in (models or {"learned": None}).items():
-            m = m or shipped_model(sigma)
-            m = load_model(m) if isinstance(m, str) else m
-            methods[label] = (lambda noisy, m=m: denoise(noisy, m))
-            if refine:
-                methods[f"{label} (h/{2 ** refine})"] = (lambda noisy, m=m: denoise(noisy, m, refine=refine))
-        if classic:
-            for name, params in tuned_classic(sigma).items():
-                methods[name] = (lambda noisy, name=name, params=params: denoise(noisy, name, **params))
-        for image, clean, noisy in test_set(sigma, size=size):
-            rows.append(("noisy", image, sigma, psnr(clean, noisy), ssim(clean, noisy), 0.0))
+    for level in sigmas:
+        methods = _methods(models, level, noise, colour, classic, refine)
+        for image, clean, noisy in test_set(level, size=size, colour=colour, kind=noise):
+            if png:
+                noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255) / 255
+            rows.append(("noisy", image, level, psnr(clean, noisy), ssim(clean, noisy), 0.0))
             for label, fn in methods.items():
                 t0 = time.perf_counter()
                 u = fn(noisy)
-                rows.append((label, image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+                rows.append((label, image, level, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
             if baselines:
-                from skimage.restoration import denoise_tv_chambolle
-                weight = tuned_tv_weight(sigma)
                 t0 = time.perf_counter()
-                u = denoise_tv_chambolle(noisy, weight=weight)
-                rows.append(("TV (tuned)", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
-                t0 = time.perf_counter()
-                u, _ = tv_oracle(clean, noisy, tuned=weight)
-                rows.append(("TV (oracle)", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
-                t0 = time.perf_counter()
-                u = bm3d_denoise(noisy, sigma / 255)
-                if u is not None:
-                    rows.append(("BM3D", image, sigma, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
-            log(f"  σ={sigma} {image} done")
+                for label, u in _baselines(clean, noisy, level, noise, colour):
+                    rows.append((label, image, level, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+                    t0 = time.perf_counter()
+            log(f"  {level} {image} done")
     return rows
 
 
@@ -76,7 +105,7 @@ def print_table(rows, out=print):
     methods = list(dict.fromkeys(r[0] for r in rows))
     for sigma in sorted({r[2] for r in rows}):
         images = list(dict.fromkeys(r[1] for r in rows if r[2] == sigma))
-        out(f"\nσ = {sigma}: PSNR (dB) / SSIM")
+        out(f"\nlevel {sigma:g} (σ, or looks for speckle): PSNR (dB) / SSIM")
         out(f"{'method':<20}" + "".join(f"{im:>17}" for im in images) + f"{'mean':>17}")
         for m in methods:
             sel = {r[1]: r for r in rows if r[0] == m and r[2] == sigma}

@@ -14,7 +14,7 @@ TUNED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuned.json")
 
 def _load(section):
     with open(TUNED) as fh:
-        return json.load(fh)[section]
+        return json.load(fh).get(section, {})
 
 
 def tuned_levels(section="tuned"):
@@ -28,13 +28,16 @@ def _tuned(section, sigma255):
         if abs(float(level) - float(sigma255)) < 1e-9:
             return entry
     levels = ", ".join(f"{float(s):g}" for s in entries)
-    raise InputError(f"no tuned parameters for noise level sigma {sigma255:g} (tuned: {levels}); run "
+    what = "speckle of" if section == "speckle" else "noise level sigma"
+    raise InputError(f"no tuned parameters for {what} {sigma255:g} (tuned: {levels or 'none'}); run "
                      "demos/tune_classic.py for it, or leave the classic models out (--no-classic)")
 
 
-def tuned_classic(sigma255):
-    """{model name: parameters} tuned on training images for the noise level ``sigma255``."""
-    return {name: entry["params"] for name, entry in _tuned("tuned", sigma255).items()}
+def tuned_classic(sigma255, noise="gaussian"):
+    """{model name: parameters} tuned on training images for the noise level ``sigma255`` (for ``noise="speckle"``:
+    the looks)."""
+    section = "speckle" if noise == "speckle" else "tuned"
+    return {name: entry["params"] for name, entry in _tuned(section, sigma255).items()}
 
 
 def tuned_tv_weight(sigma255):

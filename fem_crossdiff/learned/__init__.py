@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import InputError
 from ..model import load_model
 
-__all__ = ["FOLDER", "HELDOUT", "shipped_models", "shipped_model", "blind_model", "interpolate_models"]
+__all__ = ["FOLDER", "HELDOUT", "shipped_models", "shipped_model", "blind_model", "blind_colour_model",
+           "interpolate_models"]
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 #: The held-out crops that chose every step of the shipped models: ``training_pairs(sigma, **HELDOUT)`` of the
@@ -59,10 +60,32 @@ def interpolate_models(a, b, t):
                           for sa, sb in zip(a.stages, b.stages)])
 
 
+def blind_colour_model(sigma255, folder=FOLDER, interpolate=True):
+    """A colour model for the noise level ``sigma255``: the grey model for the luma's noise :math:`\sigma/\sqrt3`
+    (:func:`blind_model`) and the chroma parameters of the nearest shipped colour level (in :math:`\log\sigma`);
+    at a shipped colour level whose luma is a shipped grey model, exactly that colour model."""
+    from ..model import ColourModel, CHROMA_PARAMETERS
+    found = shipped_models(folder, "colour")
+    if not found:
+        raise InputError(f"no learned colour model is shipped in {folder}")
+    luma = blind_model(sigma255 / math.sqrt(3), folder, "grey", interpolate)
+    level = min(found, key=lambda s: abs(math.log(s) - math.log(max(sigma255, 1e-9))))
+    chroma = load_model(found[level])
+    if len(chroma.stages) != len(luma.stages):
+        raise InputError(f"the colour model for σ {level} has {len(chroma.stages)} stages, the grey models "
+                         f"{len(luma.stages)}")
+    stages = [{**lst, **{n: cst[n] for n in CHROMA_PARAMETERS}} for lst, cst in zip(luma.stages, chroma.stages)]
+    model = ColourModel(luma, stages, name="colour", time=luma.time, steps=luma.steps)
+    model.description = f"learned colour, luma {luma.description.removeprefix('learned, ')}, chroma of σ {level}"
+    return model
+
+
 def blind_model(sigma255, folder=FOLDER, kind="grey", interpolate=True):
     """A model for the noise level ``sigma255`` from the shipped ones of ``kind``: the shipped model itself at a
     shipped level, between two levels their interpolation in :math:`\\log\\sigma` (``interpolate``, where their
     structures agree) or the nearer one; outside the shipped range the nearest, refused beyond a factor 1.5."""
+    if kind == "colour":
+        return blind_colour_model(sigma255, folder, interpolate)
     found = shipped_models(folder, kind)
     if not found:
         raise InputError(f"no learned {kind} model is shipped in {folder}")

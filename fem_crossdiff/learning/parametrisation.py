@@ -15,7 +15,7 @@ import numpy as np
 from ..model import CrossDiffusionModel, Influence
 
 __all__ = ["BOUNDS", "FLOOR", "fit_rbf", "learned_template", "with_modulation", "with_psi", "pack", "unpack",
-           "bounds"]
+           "bounds", "flat_names"]
 
 #: Box bounds of every learnable parameter: inside them every model is uniformly elliptic.
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
@@ -87,6 +87,11 @@ def pack(model):
 def unpack(model, x):
     """Flat vector → list of stage dictionaries shaped like ``model.stages``."""
     return [model.unpack_stage(chunk) for chunk in np.split(np.asarray(x, dtype=float), len(model.stages))]
+
+
+def flat_names(model):
+    """The name of every entry of :func:`pack`'s vector (RBF weights repeat their name)."""
+    return [name for _ in model.stages for name, n, _ in model.stage_layout for _ in range(n)]
 
 
 def bounds(model):

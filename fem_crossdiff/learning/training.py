@@ -12,13 +12,14 @@ from scipy.optimize import minimize
 
 from ..errors import InputError, ModelError, check_counts
 from ..fem.certify import certify, sampled_ellipticity
-from ..model import CrossDiffusionModel, UFLModel, load_model, make_model, model_from_dict, save_model
+from ..model import (ColourModel, CrossDiffusionModel, UFLModel, load_model, make_model, model_from_dict,
+                     save_model)
 from ..model.ufl_model import definition_spec
 from ..resources import peak_memory_mb
 from ..safeio import atomic_write, check_outputs
 from .loss import DatasetLoss, MultiResolutionLoss
 from .pairs import training_pairs
-from .parametrisation import bounds, learned_template, pack, unpack, with_modulation, with_psi
+from .parametrisation import bounds, flat_names, learned_template, pack, unpack, with_modulation, with_psi
 
 __all__ = ["train", "ResumeFile", "RunLock"]
 
@@ -181,6 +182,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
         x0, box = pack(model), bounds(model)
         x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
+        if isinstance(model, ColourModel):     # the luma block is the grey model for σ/√3: only chroma is learned
+            frozen = set(model.luma.parameter_names)
+            box = [(x, x) if name in frozen else b for x, b, name in zip(x0, box, flat_names(model))]
         J0 = loss.loss(x0)
         scale = abs(J0) if objective == "mse" else 1.0       # "psnr": J is in dB already
         initial = state["initial_loss"] if resume else J0

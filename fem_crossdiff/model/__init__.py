@@ -13,10 +13,10 @@ from .influence import Influence
 from .family import COEFFICIENTS, PSI_PARAMETER, STATE_RANGE, CrossDiffusionModel
 from .base import check_horizon
 from .ufl_model import UFLModel, load_definition
-from .colour import ColourModel
+from .colour import CHROMA_PARAMETERS, ColourModel
 from .files import load_model, model_from_dict, save_model
 from .named import MODELS, make_model, model_help, register_model
 
 __all__ = ["ModelError", "Influence", "CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE",
-           "check_horizon", "UFLModel", "ColourModel", "load_definition", "load_model", "model_from_dict", "save_model", "MODELS",
+           "check_horizon", "UFLModel", "ColourModel", "CHROMA_PARAMETERS", "load_definition", "load_model", "model_from_dict", "save_model", "MODELS",
            "make_model", "model_help", "register_model"]
