@@ -16,7 +16,8 @@ RUNS = {"denoise_classic.py": (["--quick"], False),
         "custom_model.py": (["--quick"], False),
         "refinement_study.py": (["--quick"], False),
         "adjoint_study.py": (["--quick"], True),
-        "third_component.py": (["--quick"], True)}
+        "third_component.py": (["--quick"], True),
+        "photographs.py": (["--quick"], False)}
 
 
 def test_every_demo_is_listed():

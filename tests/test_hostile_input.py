@@ -222,15 +222,18 @@ def test_evaluate_and_validate_refuse_with_one_line(workdir, capsys):
         assert snapshot(workdir) == before
 
 
-def test_an_image_too_large_for_this_machine_is_refused_with_the_estimate(workdir, capsys, monkeypatch):
-    """Memory is estimated before the mesh is built: a 3000×3000 PNG of a few KB is refused with the figures."""
+def test_a_problem_too_large_for_this_machine_is_refused_with_the_estimate(workdir, capsys, monkeypatch):
+    """Memory is estimated before the mesh is built: a 256² PNG on the mesh refined three times (4 million
+    vertices; large images go tile by tile, a refined mesh does not) is refused on an 8 GiB machine with the
+    figures."""
     import imageio.v3 as iio
     from fem_crossdiff.fem import arrays
-    iio.imwrite("big.png", np.zeros((3000, 3000), np.uint8))
+    iio.imwrite("big.png", (255 * np.random.default_rng(0).random((256, 256))).astype(np.uint8))
     monkeypatch.setattr(arrays, "available_memory", lambda: 8 * 2 ** 30)        # an 8 GiB machine
     before = snapshot(workdir)
-    assert main(["denoise", "big.png", "o.png", "--quiet"]) == 2
+    assert main(["denoise", "big.png", "o.png", "--quiet", "--model", "heat", "--refine", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fem-crossdiff denoise: error: "), err
-    assert "3000×3000 pixels" in err[0] and "needs about" in err[0] and "8.0 GiB available" in err[0], err
+    assert "256×256 pixels on the mesh refined 3 time(s)" in err[0] and "needs about" in err[0], err
+    assert "8.0 GiB available" in err[0]
     assert snapshot(workdir) == before

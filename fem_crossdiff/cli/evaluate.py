@@ -30,6 +30,9 @@ def add_parser(sub):
                    "%(default)s)")
     s.add_argument("--seed", type=int, default=HELDOUT["seed"], help="crops and noise (default %(default)s)")
     s.add_argument("--refine", type=int, default=0, help="also run the models on a refined mesh")
+    s.add_argument("--colour", action="store_true", help="colour crops of the colour training pictures")
+    s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian")
+    s.add_argument("--looks", type=float, default=10.0, help="--noise speckle: looks (default 10)")
     s.set_defaults(func=run_validate, firedrake=True)
 
 
@@ -53,9 +56,11 @@ def run_evaluate(args):
 def run_validate(args):
     from ..evaluation.validation import print_validation, validate
     from ..learned import shipped_model
-    models = _load_labelled(args.model or [shipped_model(args.sigma)])
+    kind = "speckle" if args.noise == "speckle" else ("colour" if args.colour else "grey")
+    models = _load_labelled(args.model or [shipped_model(args.looks if kind == "speckle" else args.sigma, kind=kind)])
     scores = validate(models, args.sigma, images=args.images, refine=args.refine, log=lambda *a: None,
-                      patch=args.patch, per_image=args.per_image, seed=args.seed)
+                      patch=args.patch, per_image=args.per_image, seed=args.seed, colour=args.colour,
+                      noise=args.noise, looks=args.looks)
     if rank0():
         print(f"held-out crops {args.patch}² ({args.per_image} per picture, seed {args.seed}), σ = {args.sigma:g}: "
               "mean PSNR (dB)")

@@ -20,7 +20,8 @@ from ..learning import DatasetLoss, pack
 from ..model import load_model, make_model
 from ..resources import peak_memory_mb
 
-__all__ = ["run_bench", "run_gradient_bench", "gradient_case", "time_call"]
+__all__ = ["run_bench", "run_gradient_bench", "gradient_case", "time_call", "run_batch_bench", "run_large_bench",
+           "large_case"]
 
 
 def time_call(fn, repeats):
@@ -165,3 +166,105 @@ def gradient_case(size, model, repeats, checkpoints, steps=None):
     t_ufl, _ = time_call(lambda: ufl.loss(x), repeats)
     return dict(forward_fast=t_fast, forward_ufl=t_ufl, taped_forward=best["taped forward"],
                 adjoint=best["adjoint"], peak_mb=peak, steps=steps)
+
+
+# ------------------------------------------------------------------------- many images, large images
+def _photo_crops(count, size, colour, sigma255, folder):
+    """``count`` noisy ``size``² crops of the bundled training pictures written to ``folder`` as 8-bit PNG (what a
+    user's folder of photographs holds); returns their paths and the clean crops."""
+    import imageio.v3 as iio
+    from ..imaging.data import COLOUR_TRAIN_IMAGES, TRAIN_IMAGES
+    names = COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES
+    rng = np.random.default_rng(0)
+    paths, cleans = [], []
+    for i in range(count):
+        img = load(names[i % len(names)], colour)
+        r, c = (rng.integers(0, n - size + 1) for n in img.shape[:2])
+        clean = img[r:r + size, c:c + size]
+        noisy = gaussian_noise(clean, sigma255 / 255, seed=i)
+        path = os.path.join(folder, f"photo{i:02d}.png")
+        iio.imwrite(path, np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8))
+        paths.append(path)
+        cleans.append(clean)
+    return paths, cleans
+
+
+def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print):
+    """``fem-crossdiff denoise FOLDER --out-dir`` on ``count`` noisy ``size``² photographs (8-bit PNG), as a whole
+    process (start-up, σ estimation, the learned default, writing), against BM3D — CBM3D in colour — on the same
+    files in one process (reading, denoising, writing), both timed as wall-clock processes."""
+    out(f"fem-crossdiff bench --batch: {count} {'colour' if colour else 'grey'} photographs {size}², σ {sigma255:g}, "
+        "8-bit PNG, each command a whole process")
+    with tempfile.TemporaryDirectory() as work:
+        src, dst, ref = (os.path.join(work, d) for d in ("in", "out", "bm3d"))
+        for d in (src, dst, ref):
+            os.makedirs(d)
+        paths, cleans = _photo_crops(count, size, colour, sigma255, src)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "fem_crossdiff.cli", "denoise", src, "--out-dir", dst, "--quiet"],
+                              env=env, capture_output=True, text=True)
+        t_ours = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"batch denoise failed: {proc.stderr[-800:]}")
+        code = ("import sys, glob, os, numpy as np, imageio.v3 as iio, bm3d\n"
+                "for p in sorted(glob.glob(os.path.join(sys.argv[1], '*.png'))):\n"
+                "    f = iio.imread(p) / 255.0\n"
+                f"    u = (bm3d.bm3d_rgb if f.ndim == 3 else bm3d.bm3d)(f, sigma_psd={sigma255 / 255})\n"
+                "    iio.imwrite(os.path.join(sys.argv[2], os.path.basename(p)), "
+                "np.round(np.clip(u, 0, 1) * 255).astype(np.uint8))\n")
+        t0 = time.perf_counter()
+        ref_proc = subprocess.run([sys.executable, "-c", code, src, ref], env=env, capture_output=True, text=True)
+        t_bm3d = time.perf_counter() - t0
+        import imageio.v3 as iio
+        ours = np.mean([psnr(c, iio.imread(os.path.join(dst, os.path.basename(p))) / 255.0)
+                        for c, p in zip(cleans, paths)])
+        noisy = np.mean([psnr(c, iio.imread(p) / 255.0) for c, p in zip(cleans, paths)])
+        out(f"  noisy inputs            mean PSNR {noisy:.2f} dB")
+        out(f"  fem-crossdiff denoise   {t_ours:7.1f} s   {t_ours / count:6.2f} s/image   mean PSNR {ours:.2f} dB")
+        if ref_proc.returncode != 0:
+            out("  BM3D                    not installed (pip install bm3d)")
+            return dict(ours=t_ours)
+        theirs = np.mean([psnr(c, iio.imread(os.path.join(ref, os.path.basename(p))) / 255.0)
+                          for c, p in zip(cleans, paths)])
+        name = "CBM3D" if colour else "BM3D"
+        out(f"  {name:<22}  {t_bm3d:7.1f} s   {t_bm3d / count:6.2f} s/image   mean PSNR {theirs:.2f} dB   "
+            f"(fem-crossdiff {t_bm3d / t_ours:.1f}x faster)")
+        return dict(ours=t_ours, bm3d=t_bm3d, psnr=ours, psnr_bm3d=theirs)
+
+
+def large_case(size, colour, sigma255):
+    """Seconds and peak MiB of one learned denoise of a ``size``² image (tiles above 1 MP), in this process."""
+    from ..learned import blind_model
+    base = load("retina", colour)
+    reps = -(-size // min(base.shape[:2]))
+    tiled = np.tile(base, (reps, reps, 1) if colour else (reps, reps))
+    clean = np.ascontiguousarray(tiled[:size, :size])
+    noisy = gaussian_noise(clean, sigma255 / 255, seed=0)
+    model = blind_model(sigma255, kind="colour" if colour else "grey")
+    t0 = time.perf_counter()
+    u = denoise(noisy, model)
+    seconds = time.perf_counter() - t0
+    return dict(seconds=seconds, peak_mb=peak_memory_mb(), psnr=psnr(clean, u), noisy=psnr(clean, noisy))
+
+
+def run_large_bench(sizes=(512, 1024, 2048, 4096), colour=False, sigma255=25.0, out=print):
+    """Learned-model seconds per megapixel and peak memory per image size, each size in a process of its own (its
+    peak is its own); images above 1 MP go tile by tile. ``colour``: colour images (the colour model)."""
+    out(f"fem-crossdiff bench --large: the learned {'colour' if colour else 'grey'} model, σ {sigma255:g}, one rank, "
+        "each size its own process (start-up excluded)")
+    out(f"{'size':>7} {'MP':>6} {'seconds':>9} {'s/MP':>7} {'peak MiB':>9} {'PSNR in':>8} {'PSNR out':>9}")
+    rows = []
+    for size in sizes:
+        code = (f"from fem_crossdiff.evaluation.bench import large_case; import json; "
+                f"print(json.dumps(large_case({size}, {colour!r}, {sigma255!r})))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode != 0:
+            raise RuntimeError(f"large-image benchmark ({size}²) failed:\n{proc.stderr[-800:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        mp = size * size / 1e6
+        rows.append(dict(size=size, **r))
+        out(f"{size:>6}² {mp:>6.2f} {r['seconds']:>9.1f} {r['seconds'] / mp:>7.1f} {r['peak_mb']:>9.0f} "
+            f"{r['noisy']:>8.2f} {r['psnr']:>9.2f}")
+    return rows

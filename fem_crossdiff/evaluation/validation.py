@@ -4,7 +4,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fem import denoise
-from ..imaging.data import TRAIN_IMAGES
+from ..imaging.data import COLOUR_TRAIN_IMAGES, TRAIN_IMAGES
 from ..imaging.metrics import psnr
 from ..learned import HELDOUT
 from ..learning.pairs import training_pairs
@@ -22,15 +22,17 @@ def _training_seeds(provenance):
     return seeds
 
 
-def validate(models, sigma255, images=None, refine=0, log=print, **crops):
+def validate(models, sigma255, images=None, refine=0, log=print, colour=False, noise="gaussian", looks=10.0,
+             **crops):
     """Held-out PSNR, ``{label: [{picture: mean PSNR over its crops}, …]}`` (the list: the pixel mesh, then each
     refinement up to ``refine``) on the crops ``training_pairs(images, sigma255, **HELDOUT)`` (``crops`` overrides
-    ``patch``, ``per_image``, ``seed``). Refuses a model trained with the same seed (its own crops)."""
+    ``patch``, ``per_image``, ``seed``; ``colour``: of the colour training pictures; ``noise="speckle"``: with
+    speckle of ``looks``). Refuses a model trained with the same seed (its own crops)."""
     crops = {**HELDOUT, **crops}
     if refine < 0:
         raise InputError(f"refine = {refine}; expected 0 (the pixel mesh) or more")
-    images = list(images or TRAIN_IMAGES)
-    pairs = training_pairs(images, sigma255, **crops)
+    images = list(images or (COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES))
+    pairs = training_pairs(images, sigma255, colour=colour, noise=noise, looks=looks, **crops)
     scores = {}
     for label, m in models.items():
         m = load_model(m) if isinstance(m, str) else m

@@ -177,11 +177,12 @@ class FastSemiImplicitSolver:
         self.update_matrix(w, k, tau)
         self._residual(w_old, w, f, k, tau)
         ksp = self._direct_ksp() if direct else self.ksp
+        krylov = not direct and ksp.getType() != "preonly"  # a direct solve takes no guess, reuses no factorisation
         if not direct:
-            ksp.setInitialGuessNonzero(not first)
-            if first:
+            ksp.setInitialGuessNonzero(krylov and not first)
+            if first or not krylov:
                 self.delta.zeroEntries()
-            self._reusing = not first and k == self._last_stage and self._keep_preconditioner()
+            self._reusing = krylov and not first and k == self._last_stage and self._keep_preconditioner()
             self._last_stage = k
             ksp.getPC().setReusePreconditioner(self._reusing)
         ksp.solve(self.r, self.delta)

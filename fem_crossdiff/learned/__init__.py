@@ -61,7 +61,7 @@ def interpolate_models(a, b, t):
 
 
 def blind_colour_model(sigma255, folder=FOLDER, interpolate=True):
-    """A colour model for the noise level ``sigma255``: the grey model for the luma's noise :math:`\sigma/\sqrt3`
+    r"""A colour model for the noise level ``sigma255``: the grey model for the luma's noise :math:`\sigma/\sqrt3`
     (:func:`blind_model`) and the chroma parameters of the nearest shipped colour level (in :math:`\log\sigma`);
     at a shipped colour level whose luma is a shipped grey model, exactly that colour model."""
     from ..model import ColourModel, CHROMA_PARAMETERS

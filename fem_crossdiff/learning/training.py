@@ -211,7 +211,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 ckpt.save(dict(settings=settings, model=model_dict(current, out), history=history,
                                elapsed=entry["elapsed"], initial_loss=initial))
 
-        log(f"training on {len(pairs)} patches {patch}×{patch}, σ={sigma255:g}, {len(model.stages)} stage(s), "
+        what = f"speckle of {looks:g} looks" if noise == "speckle" else f"σ={sigma255:g}"
+        log(f"training on {len(pairs)} {'colour ' if colour else ''}patches {patch}×{patch}, {what}, "
+            f"{len(model.stages)} stage(s), "
             f"{model.steps} steps to T={model.time:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); "
             f"loss {J0:.6e} (PSNR {loss.psnr(J0):.2f} dB)")
         interrupted = False
