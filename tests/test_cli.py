@@ -277,19 +277,20 @@ def test_an_internal_error_keeps_its_traceback_and_writes_nothing(tmp_path, monk
 
 
 def test_evaluate_says_which_model_and_parameters_serve_which_noise_level(tmp_path, capsys):
-    """σ = 50 has no shipped model and no tuned parameters: refused by name before anything runs (the σ = 25 ones
+    """σ = 42 has no shipped model and no tuned parameters: refused by name before anything runs (the nearest ones
     are never substituted); with a given model and without the tuned rows it runs."""
     from fem_crossdiff.learned import shipped_model, shipped_models
     from fem_crossdiff.model import make_model, save_model
-    assert main(["evaluate", "--sigma", "15", "50", "--size", "16"]) == 2
+    levels = ", ".join(str(s) for s in shipped_models())
+    assert main(["evaluate", "--sigma", "15", "42", "--size", "16"]) == 2
     captured = capsys.readouterr()
-    assert "no learned model is shipped for noise level sigma 50 (shipped: 15, 25)" in captured.err
+    assert f"no learned model is shipped for noise level sigma 42 (shipped: {levels})" in captured.err
     assert captured.out == ""                                            # refused before the σ = 15 rows ran
     model = str(tmp_path / "heat.json")
     save_model(make_model("heat", steps=2), model)
-    assert main(["evaluate", "--sigma", "50", "--model", model, "--size", "16", "--no-baselines"]) == 2
-    assert "no tuned parameters for noise level sigma 50 (tuned: 15, 25)" in capsys.readouterr().err
-    assert main(["evaluate", "--sigma", "50", "--model", model, "--size", "16", "--no-baselines",
+    assert main(["evaluate", "--sigma", "42", "--model", model, "--size", "16", "--no-baselines"]) == 2
+    assert "no tuned parameters for noise level sigma 42 (tuned: 15, 25)" in capsys.readouterr().err
+    assert main(["evaluate", "--sigma", "42", "--model", model, "--size", "16", "--no-baselines",
                  "--no-classic"]) == 0
     assert "heat.json" in capsys.readouterr().out
     for name in ("sigma15.json", "sigmaX.json", "sigma25-old.json", "notes.txt"):

@@ -212,7 +212,7 @@ def test_two_concurrent_training_processes_never_both_save(tmp_path):
 
 
 def test_evaluate_and_validate_refuse_with_one_line(workdir, capsys):
-    for args, message in ((["evaluate", "--sigma", "50"], "no learned model is shipped for noise level sigma 50"),
+    for args, message in ((["evaluate", "--sigma", "42"], "no learned model is shipped for noise level sigma 42"),
                           (["validate", "--model", "none.json"], "none.json: no such model file"),
                           (["validate", "--model", "folder.json"], "folder.json: is a directory")):
         before = snapshot(workdir)

@@ -203,3 +203,20 @@ def test_parameters_of_a_user_model_are_refused_outside_their_box():
         user("TwoScales", zeta=1.0)
     model = user("TwoScales")
     assert unpack(model, pack(model)) == model.stages
+
+
+def test_an_installed_package_registers_a_model_by_name(tmp_path, monkeypatch, noisy_small):
+    """A package's entry point in the group fem_crossdiff.models makes its model a name for make_model, denoise and
+    --model, with no edit inside fem_crossdiff."""
+    (tmp_path / "scales_pkg.py").write_text(DEFS.read_text())
+    info = tmp_path / "scales_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: scales-pkg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[fem_crossdiff.models]\ntwo-scales = scales_pkg:TwoScales\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = make_model("two-scales", lam=0.2)
+    assert type(model).__name__ == "TwoScales" and model.stages[0]["lam"] == 0.2
+    _, noisy = noisy_small
+    assert fc_denoise(noisy, model).shape == noisy.shape
+    with pytest.raises(ModelError, match="unknown model 'three-scales'"):
+        make_model("three-scales")

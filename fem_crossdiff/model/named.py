@@ -110,9 +110,19 @@ def _user_model(cls, params):
     return cls(**params)
 
 
+def _entry_point(name):
+    """The user model class an installed package registers under ``name`` (entry-point group
+    ``fem_crossdiff.models``, value ``module:Class``), or None."""
+    from importlib.metadata import entry_points
+    for ep in entry_points(group="fem_crossdiff.models"):
+        if ep.name == name:
+            return load_definition(ep.value)
+    return None
+
+
 def make_model(name, **params):
-    """A model by name: a named model (see :data:`MODELS`) or a registered user model (:func:`register_model`) with
-    some parameters overridden, a user model's definition ``path/to/file.py:Class`` or ``module:Class``, or a model
+    """A model by name: a named model (see :data:`MODELS`) or a registered user model (:func:`register_model`, or
+    an installed package's entry point in the group ``fem_crossdiff.models``) with some parameters overridden, a user model's definition ``path/to/file.py:Class`` or ``module:Class``, or a model
     JSON file's path (which accepts only ``time`` and ``steps`` overrides)."""
     if name not in MODELS:
         if name in REGISTERED:
@@ -122,6 +132,9 @@ def make_model(name, **params):
             return _override_horizon(model, params)
         if ":" in str(name):
             return _user_model(load_definition(name), params)
+        registered = _entry_point(name)
+        if registered is not None:
+            return _user_model(registered, params)
         raise ModelError(f"unknown model '{name}'; expected one of {', '.join([*MODELS, *REGISTERED])}, a model "
                          ".json file or a definition path/to/file.py:Class")
     factory = MODELS[name]
