@@ -141,3 +141,19 @@ def test_two_ranks_tile_by_tile_give_the_same_image(tmp_path, mpirun):
     for n in (1, 2):
         mpirun(n, script, tmp_path / "in.npy", tmp_path / f"u{n}.npy")
     assert np.array_equal(np.load(tmp_path / "u1.npy"), np.load(tmp_path / "u2.npy"))
+
+
+@pytest.mark.parallel
+def test_many_images_on_two_ranks_are_dealt_out_and_equal_one_rank(tmp_path, mpirun):
+    """Under ``mpiexec -n 2`` each rank restores its own files alone: every file once, the same pixels as one rank."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "in" / f"a{i}.npy", 0.5 + 0.05 * rng.standard_normal((20, 22)))
+    for n in (1, 2):
+        (tmp_path / f"out{n}").mkdir()
+        proc = mpirun(n, "-m", "fem_crossdiff.cli", "denoise", tmp_path / "in", "--out-dir", tmp_path / f"out{n}",
+                      "--model", "nonlinear-cross", "--steps", "3")
+        assert proc.stdout.count(" -> ") == 3 and "3 of 3 image(s) restored" in proc.stdout
+    for i in range(3):
+        assert np.array_equal(np.load(tmp_path / "out1" / f"a{i}.npy"), np.load(tmp_path / "out2" / f"a{i}.npy"))

@@ -127,8 +127,9 @@ class ModelChooser:
         return model, f"{model.description}; σ {sigma:.1f} {how}"
 
 
-def _one(job, chooser, args, single, label=None):
-    """Denoise one file; returns the seconds taken."""
+def _one(job, chooser, args, single, label=None, own_rank=False):
+    """Denoise one file (``own_rank``: on this rank alone, as one of many files dealt out over the ranks); returns
+    the seconds taken."""
     import numpy as np
     from ..fem import denoise
     from ..imaging.files import WRITE_SUFFIXES, read_image, write_image
@@ -141,8 +142,8 @@ def _one(job, chooser, args, single, label=None):
     t0 = time.perf_counter()
     bar = None if args.quiet or not single else ProgressBar(os.path.basename(source))
     u, v = denoise(img, model, time=args.time, steps=args.steps, refine=args.refine, scheme=args.scheme,
-                   return_v=True, callback=bar)
-    if rank0():
+                   return_v=True, callback=bar, own_rank=own_rank)
+    if rank0() or own_rank:
         notes = [write_image(target, u, replace=args.force, depth=depth)]
         if single and args.edges:
             notes.append(write_image(args.edges, np.abs(v) / max(np.abs(v).max(), 1e-300), replace=args.force,
@@ -150,22 +151,31 @@ def _one(job, chooser, args, single, label=None):
         for note in filter(None, notes):
             print(f"fem-crossdiff denoise: note: {note}", file=sys.stderr)
     kind = "colour" if img.ndim == 3 else "grey"
-    say(f"{label or ''}{source} -> {target}  ({img.shape[0]}×{img.shape[1]} {kind}, model {described}, "
-        f"{time.perf_counter() - t0:.2f} s)")
+    line = (f"{label or ''}{source} -> {target}  ({img.shape[0]}×{img.shape[1]} {kind}, model {described}, "
+            f"{time.perf_counter() - t0:.2f} s)")
+    if own_rank:
+        print(line, flush=True)
+    else:
+        say(line)
     return time.perf_counter() - t0
 
 
 def _many(jobs, chooser, args):
-    """Every job in turn: a failing file is reported in one line and skipped; returns the number that failed."""
+    """Every job in turn — under ``mpiexec`` the files are dealt out over the ranks, each solving its own alone —: a
+    failing file is reported in one line and skipped; returns the number that failed."""
+    from mpi4py import MPI
     from ..errors import InputError
+    comm = MPI.COMM_WORLD
     failed, t0 = [], time.perf_counter()
     for i, job in enumerate(jobs, start=1):
+        if (i - 1) % comm.size != comm.rank:
+            continue
         try:
-            _one(job, chooser, args, single=False, label=f"[{i}/{len(jobs)}] ")
+            _one(job, chooser, args, single=False, label=f"[{i}/{len(jobs)}] ", own_rank=comm.size > 1)
         except InputError as e:
             failed.append(job[0])
-            if rank0():
-                print(f"fem-crossdiff denoise: error: {e}", file=sys.stderr)
+            print(f"fem-crossdiff denoise: error: {e}", file=sys.stderr, flush=True)
+    failed = [f for part in comm.allgather(failed) for f in part]
     say(f"{len(jobs) - len(failed)} of {len(jobs)} image(s) restored in {time.perf_counter() - t0:.1f} s"
         + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
     return min(len(failed), 125)

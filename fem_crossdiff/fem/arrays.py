@@ -95,12 +95,13 @@ def tile_windows(n, size, margin):
     return out
 
 
-def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver_parameters, return_v):
+def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver_parameters, return_v,
+                   own_rank=False):
     """:func:`denoise` window by window: every window has the same shape (one compiled evolution), each result
     keeps its core; windows are dealt out over the ranks (each solves alone), so any rank count gives the same
     image. Memory is that of one window, whatever the image's size."""
     from mpi4py import MPI
-    comm = fd.COMM_WORLD
+    comm = fd.COMM_SELF if own_rank else fd.COMM_WORLD
     H, W = img.shape[:2]
     rows, cols = tile_windows(H, tile, margin), tile_windows(W, tile, margin)
     shape = (H - rows[-1][0], W - cols[-1][0])                  # every window's (the last one ends at the border)
@@ -133,7 +134,7 @@ TILE, MARGIN, TILE_ABOVE = 512, 32, 1024 * 1024
 
 
 def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",
-            solver_parameters=None, return_v=False, callback=None, tile=None, **params):
+            solver_parameters=None, return_v=False, callback=None, tile=None, own_rank=False, **params):
     """Restore the image ``img`` — grey (H, W) or colour (H, W, 3), values in [0, 1] (uint8/uint16 scaled) — with a
     cross-diffusion model.
 
@@ -146,6 +147,7 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
 
     ``tile``: the window size of a tiled run (:data:`TILE` … for images of more than :data:`TILE_ABOVE` pixels by
     default; 0: never): bounded memory, time linear in the pixels, the same result on any number of ranks.
+    ``own_rank``: solve on this rank alone (many images dealt out over the ranks), not on all of them together.
     """
     img = check_image(img, colour=True)
     if not isinstance(model, StagedModel):
@@ -158,17 +160,18 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
         raise ModelError(f"model '{model.name}' restores colour images; got a grey image of shape {img.shape}")
     if img.ndim == 3 and channels == 1:                  # a grey model on a colour image: channel by channel
         parts = [denoise(img[..., c], model, time=time, steps=steps, refine=refine, scheme=scheme,
-                         solver_parameters=solver_parameters, return_v=True, callback=callback, tile=tile)
-                 for c in range(3)]
+                         solver_parameters=solver_parameters, return_v=True, callback=callback, tile=tile,
+                         own_rank=own_rank) for c in range(3)]
         u = np.stack([p[0] for p in parts], axis=-1)
         return (u, np.mean([p[1] for p in parts], axis=0)) if return_v else u
     time, steps = model.check_run(model.time if time is None else time, model.steps if steps is None else steps)
     if tile is None:
         tile = TILE if img.shape[0] * img.shape[1] > TILE_ABOVE else 0
     if tile and max(img.shape[:2]) > tile:
-        return _denoise_tiled(img, model, int(tile), MARGIN, refine, scheme, time, steps, solver_parameters, return_v)
-    check_memory(img.shape[:2], refine, model, fd.COMM_WORLD.size)
-    ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters)
+        return _denoise_tiled(img, model, int(tile), MARGIN, refine, scheme, time, steps, solver_parameters, return_v,
+                              own_rank)
+    check_memory(img.shape[:2], refine, model, 1 if own_rank else fd.COMM_WORLD.size)
+    ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters, own_rank)
     w = ev.run(image_to_function(img, ev.F), callback=callback)
     ev.check_finite()
     u = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))
