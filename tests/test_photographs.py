@@ -157,3 +157,26 @@ def test_many_images_on_two_ranks_are_dealt_out_and_equal_one_rank(tmp_path, mpi
         assert proc.stdout.count(" -> ") == 3 and "3 of 3 image(s) restored" in proc.stdout
     for i in range(3):
         assert np.array_equal(np.load(tmp_path / "out1" / f"a{i}.npy"), np.load(tmp_path / "out2" / f"a{i}.npy"))
+
+
+def test_colour_training_learns_the_chroma_block_only_and_refuses_a_grey_start(tmp_path):
+    """``train --colour`` without ``--init`` starts from the grey models' luma for σ/√3 and the default chroma; the
+    luma block stays frozen, the chroma parameters move, the loss decreases and the saved model is certified."""
+    from fem_crossdiff.learning.training import colour_start, train
+    from fem_crossdiff.model import CHROMA_PARAMETERS
+    out = str(tmp_path / "c.json")
+    train(out, images=["chelsea"], sigma255=25, patch=24, per_image=1, maxiter=2, colour=True, log=lambda *a: None)
+    start, model = colour_start(25), fc.load_model(out)
+    assert model.channels == 3 and model.certificate() > 0
+    prov = model.provenance
+    assert prov["final_loss"] < prov["initial_loss"]
+    for s0, s1 in zip(start.stages, model.stages):
+        assert all(np.array_equal(np.asarray(s0[n]), np.asarray(s1[n])) for n in start.luma.parameter_names)
+    assert any(s0[n] != s1[n] for s0, s1 in zip(start.stages, model.stages) for n in CHROMA_PARAMETERS)
+    with pytest.raises(fc.InputError, match="a colour model; give --colour"):
+        train(str(tmp_path / "a.json"), init=out, images=["chelsea"], patch=24, per_image=1, maxiter=1,
+              log=lambda *a: None)
+    with pytest.raises(fc.InputError, match="a grey model; drop --colour"):
+        train(str(tmp_path / "b.json"), init=fc.shipped_model(25), images=["chelsea"], patch=24, per_image=1,
+              maxiter=1, colour=True, log=lambda *a: None)
+    assert not any(p.name.startswith(("a.json", "b.json")) for p in tmp_path.iterdir())      # nothing left behind

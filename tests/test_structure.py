@@ -157,3 +157,16 @@ def test_models_and_help_answer_without_importing_firedrake_or_petsc(argv):
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+def test_every_source_compiles_without_warnings():
+    """No invalid escape sequence (a maths docstring without ``r``), which a newer Python turns into an error."""
+    import warnings
+    found = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "demos").rglob("*.py"),
+                        *(PACKAGE.parent / "tests").glob("*.py")]):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compile(path.read_text(), str(path), "exec")
+        found += [f"{path.name}:{w.lineno}: {w.message}" for w in caught]
+    assert not found, found

@@ -14,7 +14,7 @@ def add_parser(sub):
                    help="the noise to remove (default gaussian; speckle: multiplicative Gamma noise of --looks)")
     s.add_argument("--looks", type=float, default=10.0, help="--noise speckle: equivalent number of looks "
                                                              "(default 10)")
-    s.add_argument("--colour", action="store_true", help="train on colour patches (a colour model via --init)")
+    s.add_argument("--colour", action="store_true", help="train a colour model's chroma on colour patches (start: --init, else the grey models' luma for σ/√3)")
     s.add_argument("--patch", type=int, default=64)
     s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
     s.add_argument("--stages", type=int, default=3)

@@ -1,4 +1,4 @@
-"""Reference denoisers for comparison: TV-Chambolle (weight tuned on training pairs, or the per-image oracle
+r"""Reference denoisers for comparison: TV-Chambolle (weight tuned on training pairs, or the per-image oracle
 weight) and BM3D (if installed); for speckle, both in the log domain with the bias of :math:`\log n` removed."""
 import numpy as np
 

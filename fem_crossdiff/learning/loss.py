@@ -93,7 +93,7 @@ class DatasetLoss:
         self.seconds = {"taped forward": 0.0, "adjoint": 0.0}   # this rank's time in loss_and_gradient
 
     def _misfit_form(self, clean):
-        """:math:`\frac{1}{C|\Omega|}\int |y(T) - c|^2`, :math:`y` the model's output (:math:`u`, or colour), C channels."""
+        r""":math:`\frac{1}{C|\Omega|}\int |y(T) - c|^2`, :math:`y` the model's output (:math:`u`, or colour), C channels."""
         error = self.ev.discrete.output(self.ev.w) - clean
         return ufl.inner(error, error) / (self.area * self.ev.discrete.channels) * self.misfit_dx
 

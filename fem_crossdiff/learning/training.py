@@ -12,6 +12,7 @@ from scipy.optimize import minimize
 
 from ..errors import InputError, ModelError, check_counts
 from ..fem.certify import certify, sampled_ellipticity
+from ..learned import blind_model
 from ..model import (ColourModel, CrossDiffusionModel, UFLModel, load_model, make_model, model_from_dict,
                      save_model)
 from ..model.ufl_model import definition_spec
@@ -86,11 +87,20 @@ class ResumeFile:
         return state
 
 
+def colour_start(sigma255):
+    r"""The start of a colour training at ``sigma255`` without ``init``: the shipped grey models' choice for the
+    luma's noise :math:`\sigma/\sqrt3` (:func:`~fem_crossdiff.learned.blind_model`) and the default chroma block
+    (:class:`~fem_crossdiff.model.ColourModel`)."""
+    luma = blind_model(sigma255 / np.sqrt(3))
+    return ColourModel(luma, name="colour", time=luma.time, steps=luma.steps,
+                       description=f"colour start: luma {luma.description}")
+
+
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
           looks=10.0, colour=False):
-    """Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
+    r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
     has one keeps it);
@@ -110,7 +120,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     every iterate is elliptic. ``modulation`` and ``psi`` belong to the built-in family and are ignored.
 
     ``noise="speckle"``: train for multiplicative Gamma noise of ``looks`` (``sigma255`` unused). ``colour``: train a
-    colour model (:class:`~fem_crossdiff.model.ColourModel`, given as ``model`` or ``init``) on colour patches."""
+    colour model (:class:`~fem_crossdiff.model.ColourModel`) on colour patches — the chroma block only, the luma
+    block is the grey model for :math:`\sigma/\sqrt3`; it starts from ``model`` or ``init`` if given, else from
+    :func:`colour_start`."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
@@ -118,8 +130,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if isinstance(model, str):
         model = make_model(model)
     user = model is not None
-    if colour and not (getattr(model, "channels", 1) == 3 or init):
-        raise InputError("--colour trains a colour model: give it (a colour model file) with --init or --model")
+    if colour and model is not None and getattr(model, "channels", 1) != 3:
+        raise InputError(f"--colour trains a colour model; '{model.name}' restores grey images")
     if user and init:
         raise InputError("give either a user model to train (--model) or a model file to continue (--init)")
     check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
@@ -157,6 +169,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                              "options), or remove it to start afresh")
         history, t_used = [], 0.0
         start, init_provenance = _initial_model(init) if init else (None, None)
+        if init and colour != (getattr(start, "channels", 1) == 3):
+            kind = "grey" if colour else "colour"
+            raise InputError(f"--init {init}: a {kind} model; {'give' if kind == 'colour' else 'drop'} --colour or "
+                             f"start from a {'grey' if kind == 'colour' else 'colour'} model")
         if resume:
             state = ckpt.load()
             if state["settings"] != settings:
@@ -165,6 +181,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             model = model_from_dict(state["model"], ckpt.path, os.path.dirname(os.path.abspath(out)))
             history, t_used = state["history"], state["elapsed"]
             log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
+        elif colour and not user and not init:
+            model = colour_start(sigma255)
         elif not user:
             model = start if init else learned_template(stages=stages, centres=centres, time=time_, steps=steps)
             if isinstance(model, CrossDiffusionModel):
