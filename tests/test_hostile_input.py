@@ -58,6 +58,11 @@ def workdir(tmp_path, monkeypatch):
     _model_file("span0.json", lambda d: d["g11"].update(span=0))
     _model_file("rho2.json", lambda d: d["stages"][0].update(rho=2.0))
     _model_file("digest.json", lambda d: d["stages"][0].update(d11=2.0), digest=True)
+    _model_file("format2.json", lambda d: d.update(format=2))
+    from fem_crossdiff.model import ColourModel, make_model
+    colour = ColourModel(make_model("nonlinear-cross", steps=2)).to_dict()
+    colour["stages"][0]["dc"] = 3.0                                          # edited, the digest kept
+    Path("colour_digest.json").write_text(json.dumps(colour))
     Path("list.json").write_text("[1, 2]")
     Path("corrupt.json").write_text("{\"name\": ")
     Path("empty_model.json").write_text("{}")
@@ -131,6 +136,8 @@ DENOISE = [
     (["in.npy", "o.npy", "--model", "span0.json"], "influence span must be a positive number, got 0"),
     (["in.npy", "o.npy", "--model", "rho2.json"], "rho=2 must satisfy |rho| < 1"),
     (["in.npy", "o.npy", "--model", "digest.json"], "digest.json: its contents do not match the digest"),
+    (["in.npy", "o.npy", "--model", "format2.json"], "format2.json: unsupported format version 2; expected 1"),
+    (["in.npy", "o.npy", "--model", "colour_digest.json"], "colour_digest.json: its contents do not match the"),
 ]
 
 

@@ -9,13 +9,32 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["StagedModel", "check_horizon", "content_digest"]
+__all__ = ["StagedModel", "check_horizon", "check_sealed", "content_digest", "FORMAT_VERSION"]
+
+#: The version of the model file format (a file of another version is refused).
+FORMAT_VERSION = 1
 
 
 def content_digest(d):
     """SHA-256 of the model description ``d`` without its digest (canonical JSON: sorted keys, no spaces)."""
     body = {k: v for k, v in d.items() if k != "digest"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_sealed(d, where="model"):
+    """Check a model description read from a file (``where``) against its digest and format version (see
+    :meth:`StagedModel.sealed`); returns ``(fields, certificate)``: a copy without digest, format and certificate,
+    and the stored certificate (None if there is none)."""
+    if not isinstance(d, dict):
+        raise ModelError(f"{where}: expected a JSON object describing a model")
+    stored = d.get("digest")
+    if stored is not None and stored != content_digest(d):
+        raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
+                         "altered or corrupted")
+    if d.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ModelError(f"{where}: unsupported format version {d['format']!r}; expected {FORMAT_VERSION}")
+    fields = {k: v for k, v in d.items() if k not in ("digest", "format", "certificate")}
+    return fields, d.get("certificate")
 
 
 def check_horizon(time, steps):
@@ -67,6 +86,15 @@ class StagedModel:
             raise ModelError(f"model '{self.name}' was trained for the time horizon T = {self.time:g}; time {time:g} "
                              "runs it beyond what it learned (use a time <= its own, or train for a longer one)")
         return float(time), int(steps)
+
+    def sealed(self, d):
+        """The description ``d`` of this model completed for a file: the format version, the certificate (a lower
+        bound of the ellipticity, or None) and the digest of the whole content (checked on loading: a file edited
+        by hand, even consistently, e.g. a stage removed, is refused)."""
+        d["format"] = FORMAT_VERSION
+        d["certificate"] = self.certificate()
+        d["digest"] = content_digest(d)
+        return d
 
     def with_stages(self, stages):
         """A copy with other stage parameters (validated)."""

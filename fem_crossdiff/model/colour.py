@@ -21,7 +21,7 @@ bounds on :math:`d_c` keep every iterate of training elliptic, as for the family
 import numpy as np
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, content_digest
+from .base import StagedModel, check_horizon, check_sealed
 from .family import CrossDiffusionModel
 
 __all__ = ["ColourModel", "OPPONENT", "INVERSE", "CHROMA_PARAMETERS", "CHROMA_FLOOR"]
@@ -32,7 +32,6 @@ INVERSE = np.linalg.inv(OPPONENT)
 CHROMA_PARAMETERS = ("dc", "kc", "lamc")
 #: The floor :math:`g_0` of the chroma influence function.
 CHROMA_FLOOR = 0.02
-FORMAT_VERSION = 1
 
 
 class ColourModel(StagedModel):
@@ -135,22 +134,12 @@ class ColourModel(StagedModel):
         return ColourModel(luma, **d)
 
     def to_dict(self):
-        d = self.fields()
-        d["kind"] = "colour"
-        d["format"] = FORMAT_VERSION
-        d["certificate"] = self.certificate()
-        d["digest"] = content_digest(d)
-        return d
+        return self.sealed(dict(self.fields(), kind="colour"))
 
     @classmethod
     def from_dict(cls, d, where="model"):
-        d = dict(d)
-        stored = d.pop("digest", None)
-        if stored is not None and stored != content_digest(d):
-            raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
-                             "altered or corrupted")
-        for key in ("kind", "format", "certificate"):
-            d.pop(key, None)
+        d, _ = check_sealed(d, where)
+        d.pop("kind", None)
         try:
             luma = CrossDiffusionModel.from_dict(d.pop("luma"), f"{where} (luma)")
             return cls(luma, **d)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, content_digest
+from .base import StagedModel, check_horizon, check_sealed
 from .influence import Influence
 
 __all__ = ["CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE"]
@@ -40,7 +40,6 @@ COEFFICIENTS = ("d11", "d22", "rho", "beta", "lam", "mu")
 PSI_PARAMETER = "wpsi"
 #: Default range of the state variables over which the ellipticity certificate is evaluated.
 STATE_RANGE = {"v": 1.0, "grad_u": 1.0}
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -279,26 +278,12 @@ class CrossDiffusionModel(StagedModel):
         return asdict(self)
 
     def to_dict(self):
-        """The model as JSON-ready data, with its certificate and a digest of the whole content (checked on
-        loading: a file edited by hand, even consistently, e.g. a stage removed, is refused)."""
-        d = self.fields()
-        d["format"] = FORMAT_VERSION
-        d["certificate"] = self.certificate()
-        d["digest"] = content_digest(d)
-        return d
+        """The model as JSON-ready data, :meth:`sealed`."""
+        return self.sealed(self.fields())
 
     @classmethod
     def from_dict(cls, d, where="model"):
-        if not isinstance(d, dict):
-            raise ModelError(f"{where}: expected a JSON object describing a model")
-        d = dict(d)
-        stored_digest = d.pop("digest", None)
-        if stored_digest is not None and stored_digest != content_digest(d):
-            raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
-                             "altered or corrupted")
-        if d.pop("format", FORMAT_VERSION) != FORMAT_VERSION:
-            raise ModelError(f"{where}: unsupported format version; expected {FORMAT_VERSION}")
-        stored_cert = d.pop("certificate", None)
+        d, stored_cert = check_sealed(d, where)
         try:
             for key in ("g11", "g22", "h11", "psi"):
                 if d.get(key) is not None:

@@ -6,6 +6,7 @@ import os
 
 from ..errors import ModelError
 from ..safeio import atomic_write
+from .base import check_sealed
 from .colour import ColourModel
 from .family import CrossDiffusionModel
 from .ufl_model import UFLModel, load_definition
@@ -31,11 +32,7 @@ def save_model(model, path, replace=False):
 def model_from_dict(d, where="model", folder=None):
     """The model a JSON description ``d`` holds: a user model if it names its definition, else the built-in family."""
     if isinstance(d, dict) and d.get("definition") is not None:
-        from .base import content_digest
-        stored = d.get("digest")
-        if stored is not None and stored != content_digest(d):
-            raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
-                             "altered or corrupted")
+        check_sealed(d, where)                     # before any code of the definition runs
         try:
             cls = load_definition(d["definition"], folder)
         except ModelError as e:

@@ -44,11 +44,10 @@ import os
 import sys
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, content_digest
+from .base import StagedModel, check_horizon, check_sealed
 
 __all__ = ["UFLModel", "load_definition", "definition_spec"]
 
-FORMAT_VERSION = 1
 
 
 class UFLModel(StagedModel):
@@ -182,17 +181,13 @@ class UFLModel(StagedModel):
     def to_dict(self, folder=None):
         """JSON-ready data with the definition (relative to ``folder``, the model file's, when it is a file), the
         certificate (the user's bound, or None) and the digest of the whole content."""
-        d = self.fields()
-        d["components"] = self.components
-        d["definition"] = definition_spec(type(self), folder)
-        d["format"] = FORMAT_VERSION
-        d["certificate"] = self.certificate()
-        d["digest"] = content_digest(d)
-        return d
+        return self.sealed(dict(self.fields(), components=self.components,
+                                definition=definition_spec(type(self), folder)))
 
     @classmethod
     def from_dict(cls, d, where="model"):
-        d = {k: v for k, v in d.items() if k not in ("digest", "definition", "format", "certificate")}
+        d, _ = check_sealed(d, where)
+        d.pop("definition", None)
         components = d.pop("components", cls.components)
         if components != cls.components:
             raise ModelError(f"{where}: made for {components} components; the definition {cls.__name__} has "
