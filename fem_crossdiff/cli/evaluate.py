@@ -62,7 +62,8 @@ def run_validate(args):
                       patch=args.patch, per_image=args.per_image, seed=args.seed, colour=args.colour,
                       noise=args.noise, looks=args.looks)
     if rank0():
-        print(f"held-out crops {args.patch}² ({args.per_image} per picture, seed {args.seed}), σ = {args.sigma:g}: "
-              "mean PSNR (dB)")
+        noise = f"speckle of {args.looks:g} looks" if kind == "speckle" else f"σ = {args.sigma:g}"
+        print(f"held-out {'colour ' if args.colour else ''}crops {args.patch}² ({args.per_image} per picture, seed "
+              f"{args.seed}), {noise}: mean PSNR (dB)")
         print_validation(scores)
 
