@@ -22,8 +22,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "denoise": "fem", "Evolution": "fem", "EvolutionError": "fem", "image_mesh": "fem", "image_to_function": "fem",
     "function_to_image": "fem",
     "read_image": "imaging", "write_image": "imaging", "psnr": "imaging", "ssim": "imaging",
-    "gaussian_noise": "imaging", "speckle_noise": "imaging",
+    "gaussian_noise": "imaging", "speckle_noise": "imaging", "estimate_sigma255": "imaging",
     "make_model": "model", "load_model": "model", "save_model": "model", "MODELS": "model",
     "CrossDiffusionModel": "model", "Influence": "model",
-    "train": "learning", "shipped_model": "learned",
+    "UFLModel": "model", "ColourModel": "model",
+    "train": "learning", "shipped_model": "learned", "blind_model": "learned",
 })

@@ -170,3 +170,14 @@ def test_every_source_compiles_without_warnings():
             compile(path.read_text(), str(path), "exec")
         found += [f"{path.name}:{w.lineno}: {w.message}" for w in caught]
     assert not found, found
+
+
+def test_every_public_name_resolves():
+    """Each name of ``fem_crossdiff.__all__`` (attached lazily) imports and is what its subpackage exports."""
+    import importlib
+    import fem_crossdiff as fc
+    for name in fc.__all__:
+        obj = getattr(fc, name)
+        assert obj is not None, name
+        assert any(getattr(importlib.import_module(f"fem_crossdiff.{sub}"), name, None) is obj
+                   for sub in ("errors", "fem", "imaging", "model", "learning", "learned")), name

@@ -10,6 +10,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from ..errors import InputError
 from ..fem import denoise, image_to_function
 from ..fem.arrays import evolution_for
 from ..imaging.data import centre_crop, load, noisy_pair
@@ -185,11 +186,14 @@ def _photo_crops(count, size, colour, sigma255, folder):
     user's folder of photographs holds); returns their paths and the clean crops."""
     import imageio.v3 as iio
     from ..imaging.data import COLOUR_TRAIN_IMAGES, TRAIN_IMAGES
-    names = COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES
+    pictures = [img for img in (load(n, colour) for n in (COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES))
+                if min(img.shape[:2]) >= size]
+    if not pictures:
+        raise InputError(f"--sizes {size}: no bundled training picture is that large (--batch takes crops of them)")
     rng = np.random.default_rng(0)
     paths, cleans = [], []
     for i in range(count):
-        img = load(names[i % len(names)], colour)
+        img = pictures[i % len(pictures)]
         r, c = (rng.integers(0, n - size + 1) for n in img.shape[:2])
         clean = img[r:r + size, c:c + size]
         noisy = gaussian_noise(clean, sigma255 / 255, seed=i)
@@ -247,7 +251,7 @@ def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print):
 
 
 def large_case(size, colour, sigma255):
-    """Seconds and peak MiB of one learned denoise of a ``size``² image (tiles above 1 MP), in this process."""
+    """Seconds and peak MiB of one learned denoise of a ``size``² image (tile by tile above 512² pixels), in this process."""
     from ..learned import blind_model
     base = load("retina", colour)
     reps = -(-size // min(base.shape[:2]))
@@ -263,7 +267,7 @@ def large_case(size, colour, sigma255):
 
 def run_large_bench(sizes=(512, 1024, 2048, 4096), colour=False, sigma255=25.0, out=print):
     """Learned-model seconds per megapixel and peak memory per image size, each size in a process of its own (its
-    peak is its own); images above 1 MP go tile by tile. ``colour``: colour images (the colour model)."""
+    peak is its own); images above 512² pixels go tile by tile. ``colour``: colour images (the colour model)."""
     out(f"fem-crossdiff bench --large: the learned {'colour' if colour else 'grey'} model, σ {sigma255:g}, one rank, "
         "each size its own process (start-up excluded)")
     out(f"{'size':>7} {'MP':>6} {'seconds':>9} {'s/MP':>7} {'peak MiB':>9} {'PSNR in':>8} {'PSNR out':>9}")

@@ -22,7 +22,7 @@ __all__ = ["denoise", "evolution_for", "memory_estimate", "available_memory", "c
 #: 11.2 GiB (estimate 11.1), the shipped learned model (804 parameters) 1024² 10.2 GiB (estimate 9.6).
 BASE_MEMORY, BYTES_PER_VERTEX = 0.3 * 2 ** 30, 2700
 
-_CACHE = {}
+_CACHE, _MESHES = {}, {}
 
 
 def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, own_rank=False):
@@ -34,7 +34,11 @@ def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, 
     if ev is None:
         if len(_CACHE) > 16:
             _CACHE.clear()
-        mesh = image_mesh(shape, refine, comm=fd.COMM_SELF if own_rank else None)
+            _MESHES.clear()
+        where = (tuple(shape), refine, own_rank)      # one mesh per shape, whichever models run on it
+        mesh = _MESHES.get(where)
+        if mesh is None:
+            mesh = _MESHES[where] = image_mesh(shape, refine, comm=fd.COMM_SELF if own_rank else None)
         ev = _CACHE[key] = Evolution(model, mesh, time=time, steps=steps, scheme=scheme,
                                      solver_parameters=solver_parameters)
     else:
@@ -129,8 +133,12 @@ def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver
 
 #: A larger image is denoised tile by tile (:func:`tile_windows`): windows of ``TILE`` pixels whose cores leave
 #: ``MARGIN`` pixels to each neighbour, where the tile's own (no-flux) boundary acts. The difference to the whole
-#: image at once is below the 16-bit level (``tests/test_photographs.py``; ``demos/PERFORMANCE.md``).
-TILE, MARGIN, TILE_ABOVE = 512, 32, 1024 * 1024
+#: image at once is below the 16-bit level (``tests/test_photographs.py``). Tiles are also faster: setting up a
+#: mesh costs about as much per pixel as the solve, and windows share one (``demos/PHOTOGRAPHS.md``: 1024² in
+#: 18 s and 0.7 GiB tiled against 34 s and 3.4 GiB whole), so every image of more than one window's pixels goes
+#: tile by tile.
+TILE, MARGIN = 512, 32
+TILE_ABOVE = TILE * TILE
 
 
 def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",

@@ -4,7 +4,7 @@
 from ..errors import ImageError
 from .files import IMAGE_SUFFIXES, WRITE_SUFFIXES, check_image, read_image, to_grey, write_image
 from .metrics import psnr, ssim
-from .noise import gaussian_noise, speckle_noise
+from .noise import estimate_sigma255, gaussian_noise, speckle_noise
 
 __all__ = ["ImageError", "IMAGE_SUFFIXES", "WRITE_SUFFIXES", "check_image", "read_image", "to_grey", "write_image",
-           "psnr", "ssim", "gaussian_noise", "speckle_noise"]
+           "psnr", "ssim", "gaussian_noise", "speckle_noise", "estimate_sigma255"]
