@@ -247,15 +247,21 @@ def test_every_point_inside_the_bounds_is_elliptic(tiny):
         assert m.certificate() >= (1 - BOUNDS["rho"][1]) * BOUNDS["d11"][0] * model.g11.floor - 1e-15
 
 
-def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch):
-    from fem_crossdiff.learning import loss as learning
+@pytest.mark.parametrize("scheme", ["split", "semi-implicit"])
+def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch, scheme):
+    """For the default scheme of a new model (split: its fast loss) and for the semi-implicit one (the reverse
+    sweep of the finite-element path)."""
+    from fem_crossdiff.learning import loss as learning, split_loss
     seen = []
-    original = learning.DatasetLoss.loss_and_gradient
-    monkeypatch.setattr(learning.DatasetLoss, "loss_and_gradient",
+    loss_class = split_loss.SplitDatasetLoss if scheme == "split" else learning.DatasetLoss
+    original = loss_class.loss_and_gradient
+    monkeypatch.setattr(loss_class, "loss_and_gradient",
                         lambda self, x: (seen.append(np.array(x)), original(self, x))[1])
     out = str(tmp_path / "m.json")
     model, history = train(out, images=["brick", "text"], patch=20, per_image=1, stages=2, steps=4, time_=3.0,
-                           centres=5, maxiter=4, log=lambda *a, **k: None)
+                           centres=5, maxiter=4, log=lambda *a, **k: None,
+                           scheme=None if scheme == "split" else scheme)
+    assert model.scheme == scheme
     box = np.array(bounds(model))
     assert seen and all(np.all((box[:, 0] <= x) & (x <= box[:, 1])) for x in seen)
     losses = [model.provenance["initial_loss"]] + [h["loss"] for h in history]
@@ -263,7 +269,7 @@ def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(
     assert model.provenance["final_loss"] < 0.99 * model.provenance["initial_loss"]
     # held-out patches (other images, other noise) improve too
     held = training_pairs(["clock", "chelsea"], 25, patch=20, per_image=1, seed=7)
-    start = learned_template(stages=2, centres=5, time=3.0, steps=4)
+    start = learned_template(stages=2, centres=5, time=3.0, steps=4).replace(scheme=scheme)
     before = DatasetLoss(start, held).loss(pack(start))
     after = DatasetLoss(model, held).loss(pack(model))
     assert after < before

@@ -119,25 +119,31 @@ def test_the_learned_default_estimates_the_noise_and_restores_grey_and_colour(tm
     assert restored.shape == (40, 40, 3) and fc.psnr(clean3, restored) > fc.psnr(clean3, noisy3) + 4
 
 
-def test_a_large_image_tile_by_tile_equals_the_whole_image_to_solver_tolerance():
-    """Windows of 100 px with 32-px margins on a 150×230 crop: the cores' results equal one solve of the whole."""
+@pytest.mark.parametrize("scheme", ["semi-implicit", "split"])
+def test_a_large_image_tile_by_tile_equals_the_whole_image_to_solver_tolerance(scheme):
+    """Windows of 100 px with 32-px margins on a 150×230 crop: the cores' results equal one solve of the whole (the
+    finite-element path and the split scheme's grid arrays alike)."""
     clean = centre_crop(load("hubble_deep_field"), 400)[:150, :230]
     _, noisy = noisy_pair(clean, 25, 0)
     model = fc.load_model(fc.shipped_model(25))
-    whole = fc.denoise(noisy, model, tile=0)
-    tiled = fc.denoise(noisy, model, tile=100)
+    whole = fc.denoise(noisy, model, tile=0, scheme=scheme)
+    tiled = fc.denoise(noisy, model, tile=100, scheme=scheme)
+    assert not np.array_equal(tiled, whole)                            # the windows did run
     assert np.abs(tiled - whole).max() < 1e-5
     assert np.abs(whole - noisy).max() > 0.05
 
 
 @pytest.mark.parallel
-def test_two_ranks_tile_by_tile_give_the_same_image(tmp_path, mpirun):
+@pytest.mark.parametrize("scheme,tile", [("semi-implicit", 100), ("split", 100), ("split", 0)])
+def test_two_ranks_give_the_same_image(tmp_path, mpirun, scheme, tile):
+    """Tile by tile (windows dealt out over the ranks) or, on the split scheme, whole: 1 and 2 ranks, same pixels."""
     clean = centre_crop(load("hubble_deep_field"), 400)[:150, :230]
     _, noisy = noisy_pair(clean, 25, 0)
     np.save(tmp_path / "in.npy", noisy)
     script = tmp_path / "run.py"
     script.write_text("import sys, numpy as np, fem_crossdiff as fc\nfrom mpi4py import MPI\n"
-                      "u = fc.denoise(np.load(sys.argv[1]), fc.load_model(fc.shipped_model(25)), tile=100)\n"
+                      "u = fc.denoise(np.load(sys.argv[1]), fc.load_model(fc.shipped_model(25)), "
+                      f"tile={tile}, scheme={scheme!r})\n"
                       "if MPI.COMM_WORLD.rank == 0:\n    np.save(sys.argv[2], u)\n")
     for n in (1, 2):
         mpirun(n, script, tmp_path / "in.npy", tmp_path / f"u{n}.npy")

@@ -1,6 +1,7 @@
 """``fem-crossdiff bench``: time per step and per denoise against TV and BM3D, or (``--gradient``) a training
 gradient's cost against the forward solve and its peak memory."""
 from ..errors import check_counts
+from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option
 
 NAME, HELP = "bench", "time per step and per denoise for several image sizes, vs TV and BM3D"
@@ -21,6 +22,7 @@ def add_parser(sub):
     s.add_argument("--large", action="store_true", help="learned-model seconds per megapixel and peak memory, "
                                                          "--sizes (default 512 1024 2048 4096)")
     s.add_argument("--colour", action="store_true", help="--batch/--large: colour images (against CBM3D)")
+    s.add_argument("--scheme", choices=SCHEME_NAMES, help="time scheme (default: the model's own)")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--sigma", type=float, default=25.0, help="noise level on the 0-255 scale")
     s.set_defaults(func=run, firedrake=True)
@@ -35,8 +37,7 @@ def run(args):
         run_large_bench(args.sizes or [512, 1024, 2048, 4096], args.colour, args.sigma)
     elif args.gradient:
         run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
-                           repeats=args.repeats, steps=args.steps,
-                           checkpoints=args.checkpoints or [None, "all", 4])
+                           repeats=args.repeats, steps=args.steps, checkpoints=args.checkpoints, scheme=args.scheme)
     else:
         run_bench(sizes=args.sizes or [64, 128, 256, 512], model=args.model or "nonlinear-complex",
-                  repeats=args.repeats, sigma255=args.sigma)
+                  repeats=args.repeats, sigma255=args.sigma, scheme=args.scheme)

@@ -6,7 +6,8 @@ import os
 import sys
 import time
 
-from .common import ProgressBar, param_option, rank0, say
+from ..model.base import SCHEME_NAMES
+from .common import ProgressBar, param_option, rank0, say, start_firedrake
 
 NAME, HELP = "denoise", "denoise image files (one, or many with --out-dir)"
 
@@ -27,12 +28,13 @@ def add_parser(sub):
     s.add_argument("--time", type=float, help="final time T (pixel² units; default: the model's)")
     s.add_argument("--steps", type=int, help="number of time steps (default: the model's)")
     s.add_argument("--param", type=param_option, action="append", metavar="KEY=VALUE", help="model parameter")
-    s.add_argument("--scheme", default="semi-implicit", choices=["semi-implicit", "implicit", "crank-nicolson"])
+    s.add_argument("--scheme", choices=SCHEME_NAMES, help="time scheme (default: the model's own; the learned "
+                                                         "models': split)")
     s.add_argument("--refine", type=int, default=0, help="solve on a mesh refined this many times (default 0)")
     s.add_argument("--edges", help="also write |v| (the edge indicator), normalised, to this file (one input)")
     s.add_argument("--force", action="store_true", help="replace existing output files (never an input)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    s.set_defaults(func=run, firedrake=True)
+    s.set_defaults(func=run, firedrake=False)            # started when a model needs it (not the split fast path)
 
 
 def _inputs(patterns):
@@ -131,7 +133,7 @@ def _one(job, chooser, args, single, label=None, own_rank=False):
     """Denoise one file (``own_rank``: on this rank alone, as one of many files dealt out over the ranks); returns
     the seconds taken."""
     import numpy as np
-    from ..fem import denoise
+    from ..fem import denoise, split_fast_path
     from ..imaging.files import WRITE_SUFFIXES, read_image, write_image
     from ..safeio import check_outputs
     source, target = job
@@ -139,6 +141,8 @@ def _one(job, chooser, args, single, label=None, own_rank=False):
                   suffixes=WRITE_SUFFIXES)
     img, depth = read_image(source, with_depth=True, colour=True)
     model, described = chooser(img)
+    if not split_fast_path(model, args.scheme):
+        start_firedrake()
     t0 = time.perf_counter()
     bar = None if args.quiet or not single else ProgressBar(os.path.basename(source))
     u, v = denoise(img, model, time=args.time, steps=args.steps, refine=args.refine, scheme=args.scheme,

@@ -1,5 +1,6 @@
 """``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures."""
 from ..learning.settings import MISFITS, OBJECTIVES
+from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option
 
 NAME, HELP = "train", "learn a cross-diffusion model from (clean, noisy) pairs"
@@ -40,6 +41,9 @@ def add_parser(sub):
                    help="gradients by a reverse sweep keeping all states (default: fastest), or only K snapshots "
                         "(binomial checkpointing: bounded memory for long horizons), or by pyadjoint's tape; "
                         "the same gradients")
+    s.add_argument("--scheme", choices=SCHEME_NAMES,
+                   help="time scheme to train for (default: --init's or --model's; a new model: split, the O(N) "
+                        "line solves on the grid)")
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
     s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
     s.add_argument("--model", help="train a user model instead: its definition path/to/file.py:Class (its "
@@ -54,5 +58,6 @@ def run(args):
           stages=args.stages, steps=args.steps, time_=args.time, centres=args.centres, maxiter=args.maxiter,
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
-          command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour)
+          command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
+          scheme=args.scheme)
 

@@ -1,5 +1,6 @@
-"""``fem-crossdiff bench``: warm time per semi-implicit step and per whole denoise for several image sizes,
-the cold (first, compiling) run separately, and TV-Chambolle / BM3D on the same image in the same run."""
+"""``fem-crossdiff bench``: warm time per step and per whole denoise for several image sizes (the model's scheme or
+another), the cold (first, compiling) run separately, and TV-Chambolle / BM3D on the same image in the same run; a
+training gradient's cost; many photographs in one command; large images."""
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from ..imaging.metrics import psnr
 from ..imaging.noise import gaussian_noise
 from ..learned import shipped_model
 from ..learning import DatasetLoss, pack
+from ..learning.split_loss import SplitDatasetLoss, uses_split_path
 from ..model import load_model, make_model
 from ..resources import peak_memory_mb
 
@@ -41,14 +43,19 @@ def _test_image(size, sigma255):
     return noisy_pair(clean, sigma255, seed=0)
 
 
-def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, sigma255=25.0, out=print):
+def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, sigma255=25.0, out=print,
+              scheme=None):
+    """Per size: ms per step (the evolution alone) and seconds per whole :func:`denoise`, in ``scheme`` (None: the
+    model's own)."""
     rank0 = MPI.COMM_WORLD.rank == 0
     out = out if rank0 else (lambda *a, **k: None)
     m = make_model(model)
-    out(f"fem-crossdiff bench: model {model}, semi-implicit, {m.steps} steps to T={m.time:g}, "
+    scheme = scheme or m.scheme
+    m = m.replace(scheme=scheme)
+    out(f"fem-crossdiff bench: model {model}, {scheme}, {m.steps} steps to T={m.time:g}, "
         f"{MPI.COMM_WORLD.size} rank(s), best of {repeats}")
     if rank0:
-        cold, cached = _first_run_seconds(model, 256, fresh_cache=True), _first_run_seconds(model, 256, False)
+        cold, cached = (_first_run_seconds(model, 256, True, scheme), _first_run_seconds(model, 256, False, scheme))
         out(f"first denoise of a 256² image in a new process (Firedrake import, mesh, kernels): cold, empty "
             f"kernel cache {cold:.1f} s; with the kernel cache on disk {cached:.1f} s")
     clean, noisy = _test_image(sizes[0], sigma255)
@@ -57,7 +64,7 @@ def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, s
     results = {}
     for size in sizes:
         clean, noisy = _test_image(size, sigma255)
-        ev = evolution_for(noisy.shape, m, 0, "semi-implicit", m.time, m.steps, None)
+        ev = evolution_for(noisy.shape, m, 0, scheme, m.time, m.steps, None)
         f = image_to_function(noisy, ev.V)
         t_run, _ = time_call(lambda: ev.run(f), repeats)
         t_all, u = time_call(lambda: denoise(noisy, m), repeats)
@@ -70,10 +77,10 @@ def run_bench(sizes=(64, 128, 256, 512), model="nonlinear-complex", repeats=3, s
     return results
 
 
-def _first_run_seconds(model, size, fresh_cache):
+def _first_run_seconds(model, size, fresh_cache, scheme=None):
     """Wall time of a whole first denoise in a new Python process, optionally with empty Firedrake caches."""
     code = ("import time; t0 = time.perf_counter(); import numpy as np; import fem_crossdiff as fc; "
-            f"fc.denoise(np.random.default_rng(0).random(({size}, {size})), {model!r}); "
+            f"fc.denoise(np.random.default_rng(0).random(({size}, {size})), {model!r}, scheme={scheme!r}); "
             "print(time.perf_counter() - t0)")
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -127,43 +134,62 @@ def _in_own_process(case, args, what):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, checkpoints=(None, "all", 4),
-                       out=print):
+def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=None, checkpoints=None, out=print,
+                       scheme=None):
     """Cost of one training gradient against the forward solve, and peak memory, per image size and way of
     computing it (``checkpoints``: None = pyadjoint tape, taped forward + adjoint; "all" or K = the reverse sweep
     of :mod:`fem_crossdiff.learning.sweep`, keeping every state or K snapshots; its time is all "adjoint").
     Every case runs in its own process so that peak memory is that of one gradient. Model: a shipped learned
     model (``sigma15``/``sigma25``) or a model JSON; ``steps`` overrides its number of time steps (same final
-    time: a longer horizon)."""
-    out(f"fem-crossdiff bench --gradient: model {model}, {steps or 'its'} steps, one image per gradient, "
-        f"best of {repeats}, one rank")
+    time: a longer horizon). ``scheme``: the model's own (None) or another; a split-scheme model's gradient is
+    timed on the split scheme's fast path ("fast": :class:`~fem_crossdiff.learning.split_loss.SplitDatasetLoss`)
+    and on pyadjoint's tape of its UFL, a semi-implicit one's by the tape, the sweep keeping all states and 4
+    snapshots (default ``checkpoints``)."""
+    split = uses_split_path(_bench_model(model), scheme)
+    if checkpoints is None:
+        checkpoints = ("fast", None) if split else (None, "all", 4)
+    out(f"fem-crossdiff bench --gradient: model {model}, {scheme or 'its own scheme'}, {steps or 'its'} steps, "
+        f"one image per gradient, best of {repeats}, one rank")
     out(f"{'size':>6} {'gradient':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
         f"{'grad/UFL':>9} {'adj/UFL':>8} {'grad/fast':>9} {'peak MiB':>9}")
     rows = []
     for size in sizes:
         for ck in checkpoints:
-            r = _in_own_process("gradient_case", (size, model, repeats, ck, steps),
+            r = _in_own_process("gradient_case", (size, model, repeats, ck, steps, scheme),
                                 f"gradient benchmark ({size}², checkpoints={ck!r})")
             grad = r["taped_forward"] + r["adjoint"]
             rows.append(dict(size=size, checkpoints=ck, **r))
-            label = "tape" if ck is None else f"sweep:{ck}"
+            label = "tape" if ck is None else ck if ck == "fast" else f"sweep:{ck}"
             out(f"{size:>5}² {label:>10} {r['forward_fast']:>10.3f} "
                 f"{r['forward_ufl']:>10.3f} {r['taped_forward']:>10.3f} {r['adjoint']:>8.3f} "
                 f"{grad / r['forward_ufl']:>9.1f} {r['adjoint'] / r['forward_ufl']:>8.1f} "
                 f"{grad / r['forward_fast']:>9.1f} {r['peak_mb']:>9.0f}")
     out("fwd fast: the denoise path (no tape); fwd UFL: the same Firedrake assembly the tape records; "
-        "grad = taped fwd + adjoint; 'sweep:all'/'sweep:K': reverse sweep keeping every state / K snapshots")
+        "grad = taped fwd + adjoint; 'sweep:all'/'sweep:K': reverse sweep keeping every state / K snapshots; "
+        "'fast': the split scheme's adjoint on its grid arrays")
     return rows
 
 
-def gradient_case(size, model, repeats, checkpoints, steps=None):
+def _bench_model(model):
+    """A shipped learned model by name (``sigma15``, ``sigma25``, …) or a model JSON."""
+    import re
+    m = re.fullmatch(r"sigma(\d+)", model)
+    return load_model(shipped_model(int(m.group(1))) if m else model)
+
+
+def gradient_case(size, model, repeats, checkpoints, steps=None, scheme=None):
     """Timings (s) of one image's forward (fast, UFL) and gradient (taped forward, adjoint) and peak MiB (run by
-    :func:`run_gradient_bench` in a process of its own)."""
-    m = load_model(shipped_model(int(model[5:])) if model in ("sigma15", "sigma25") else model)
+    :func:`run_gradient_bench` in a process of its own); ``checkpoints="fast"``: the split scheme's fast path."""
+    m = _bench_model(model)
+    m = m.replace(scheme=scheme or m.scheme)
     clean = centre_crop(load("chelsea"), size)
     pairs = [(clean, gaussian_noise(clean, 25 / 255, seed=0))]
     steps = steps or m.steps
-    loss = DatasetLoss(m, pairs, checkpoints=checkpoints, steps=steps)
+    if checkpoints == "fast":
+        loss = SplitDatasetLoss(m, pairs, steps=steps)
+        loss.seconds["taped forward"] = 0.0
+    else:
+        loss = DatasetLoss(m, pairs, checkpoints=checkpoints, steps=steps)
     x = pack(m)
     loss.loss_and_gradient(x)                          # compile everything outside the timings
     best = {"taped forward": float("inf"), "adjoint": float("inf")}

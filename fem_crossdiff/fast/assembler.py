@@ -32,40 +32,13 @@ import math
 
 import numpy as np
 
-from ..model.influence import GRAD_EPS2, HORNER_CENTRES, HORNER_Z_MAX
+from ..model.influence import GRAD_EPS2
 from .compile import compile_kernel, pointer
 from .matrix import BLOCK
+from .rbf import rbf
 
 __all__ = ["rbf", "off_diagonal_mode", "Layout", "layout", "SemiImplicitAssembler", "CompiledGather",
            "gather_kernel"]
-
-
-def rbf(g, s, weights):
-    r""":math:`\text{floor} + \sum_m w_m e^{-(s-c_m)^2/(2\sigma^2)}` (:meth:`Influence.evaluate`) with two ``exp``.
-
-    The centres are evenly spaced by :math:`\sigma`: with :math:`z = (s - c_0)/\sigma`, the sum is
-    :math:`e^{-z^2/2}\sum_m a_m R^m`, :math:`R = e^z`, :math:`a_m = w_m e^{-m^2/2}` (Horner in :math:`R`; for the
-    influence functions all terms are positive, so no cancellation). :math:`z` is clipped to :math:`[-37, 37]`
-    (:data:`HORNER_Z_MAX`), which keeps :math:`e^{-z^2/2}` normal and :math:`R^{m}` finite for up to 20 centres
-    and changes only terms below :math:`e^{-160}`; other sizes are summed directly. The UFL twin is
-    :meth:`Influence._rbf_horner`.
-    """
-    weights = np.asarray(weights, dtype=float)
-    if g.centres not in HORNER_CENTRES:
-        return g.evaluate(s, weights, lib=np)
-    z = (s - g.centre_values[0]) * (1.0 / g.width)
-    np.clip(z, -HORNER_Z_MAX, HORNER_Z_MAX, out=z)
-    R = np.exp(z)
-    a = g.horner_coefficients(weights)
-    acc = np.full_like(s, a[-1])
-    for am in a[-2::-1]:
-        acc *= R
-        acc += am
-    np.multiply(z, z, out=z)
-    z *= -0.5
-    acc *= np.exp(z, out=z)
-    acc += g.floor
-    return acc
 
 
 def off_diagonal_mode(model, k):

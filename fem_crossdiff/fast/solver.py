@@ -8,7 +8,8 @@ from petsc4py import PETSc
 
 from ..model import PSI_PARAMETER, CrossDiffusionModel
 from .adjoint import FastStepAdjoint
-from .assembler import SemiImplicitAssembler, rbf
+from .assembler import SemiImplicitAssembler
+from .rbf import rbf
 from .grid import StructuredQ1
 from .matrix import BlockMatrix, interleaved_csr
 

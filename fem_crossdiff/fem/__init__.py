@@ -5,7 +5,7 @@ pyadjoint block (:mod:`.taping`), solver defaults (:mod:`.solvers`) and the nump
 from ..lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "denoise": "arrays",
+    "denoise": "arrays", "split_fast_path": "arrays",
     "Evolution": "evolution", "EvolutionError": "evolution", "SCHEMES": "evolution",
     "DiscreteModel": "forms",
     "function_to_grid": "functions", "function_to_image": "functions", "grid_to_function": "functions",

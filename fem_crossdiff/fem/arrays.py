@@ -1,26 +1,32 @@
 """The numpy API: :func:`denoise` an image array with a named, learned or given model (scikit-image style: numpy
 in, numpy out). Compiled evolutions are kept per (shape, refinement, scheme, model structure, horizon, solver
-options), so denoising many images of one size compiles once."""
+options), so denoising many images of one size compiles once.
+
+The split scheme of the built-in family and of colour models runs on grid arrays (:mod:`fem_crossdiff.fast.split`)
+without Firedrake, which this module then never imports (:func:`split_fast_path`); every other case is solved by an
+:class:`~fem_crossdiff.fem.evolution.Evolution` on the image mesh."""
 import os
 
 import numpy as np
-import firedrake as fd
 
 from ..errors import InputError, ModelError
+from ..fast.split import Grid, SplitScheme, interpolant
 from ..imaging.files import check_image
 from ..model import make_model
 from ..model.base import StagedModel
 from .certify import certify
-from .evolution import Evolution
-from .functions import function_to_image, image_mesh, image_to_function
 
-__all__ = ["denoise", "evolution_for", "memory_estimate", "available_memory", "check_memory"]
+__all__ = ["denoise", "evolution_for", "memory_estimate", "available_memory", "check_memory", "split_fast_path",
+           "SPLIT_BYTES_PER_PIXEL"]
 
 #: Peak memory of a denoise on one rank, measured (``/usr/bin/time -v fem-crossdiff denoise``, 256²–2048²): a base
 #: (Python, Firedrake, PETSc, compiled kernels) and, per mesh vertex, the mesh, spaces, solvers and fast path, plus
 #: the stage parameters, which are held per cell (8 bytes each, every stage): nonlinear complex diffusion 2048²
 #: 11.2 GiB (estimate 11.1), the shipped learned model (804 parameters) 1024² 10.2 GiB (estimate 9.6).
 BASE_MEMORY, BYTES_PER_VERTEX = 0.3 * 2 ** 30, 2700
+#: The split scheme on grid arrays (:func:`split_fast_path`): bytes per grid node of one grey image (a colour model
+#: about twice as many), measured with ``/usr/bin/time -v`` (``demos/PHOTOGRAPHS.md`` §6).
+SPLIT_BYTES_PER_PIXEL = 200
 
 _CACHE, _MESHES = {}, {}
 
@@ -28,6 +34,9 @@ _CACHE, _MESHES = {}, {}
 def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, own_rank=False):
     """Reuse one compiled :class:`Evolution` per (shape, refinement, scheme, model structure, horizon, solver
     options), on all ranks' mesh or (``own_rank``, a tile) on this rank alone."""
+    import firedrake as fd
+    from .evolution import Evolution
+    from .functions import image_mesh
     key = (tuple(shape), refine, scheme, model.structure, time, steps, repr(sorted((solver_parameters or {}).items())),
            own_rank)
     ev = _CACHE.get(key)
@@ -46,11 +55,14 @@ def evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, 
     return ev
 
 
-def memory_estimate(shape, refine, model, ranks=1):
-    """Bytes one rank needs to denoise an image of ``shape`` on the mesh refined ``refine`` times with ``model``."""
+def memory_estimate(shape, refine, model, ranks=1, split=False):
+    """Bytes one rank needs to denoise an image of ``shape`` on the mesh refined ``refine`` times with ``model`` (on
+    the grid arrays of the split scheme if ``split``)."""
     H, W = shape
     r = 2 ** int(refine)
     vertices = ((H - 1) * r + 1) * ((W - 1) * r + 1)
+    if split:
+        return 0.1 * 2 ** 30 + vertices * SPLIT_BYTES_PER_PIXEL * (2 if getattr(model, "channels", 1) == 3 else 1)
     parameters = len(model.stages) * sum(n for _, n, _ in model.stage_layout)
     return BASE_MEMORY + vertices * (BYTES_PER_VERTEX + 8 * parameters) / ranks
 
@@ -70,9 +82,9 @@ def available_memory():
         return None
 
 
-def check_memory(shape, refine, model, ranks=1):
+def check_memory(shape, refine, model, ranks=1, split=False):
     """Refuse, before anything is built, a problem that would not fit in this machine's available memory."""
-    need, have = memory_estimate(shape, refine, model, ranks), available_memory()
+    need, have = memory_estimate(shape, refine, model, ranks, split), available_memory()
     if have is not None and need > 0.9 * have:
         where = f" on the mesh refined {refine} time(s)" if refine else ""
         raise InputError(f"image of {shape[0]}×{shape[1]} pixels{where}: needs about {need / 2 ** 30:.1f} GiB per rank "
@@ -103,27 +115,35 @@ def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver
                    own_rank=False):
     """:func:`denoise` window by window: every window has the same shape (one compiled evolution), each result
     keeps its core; windows are dealt out over the ranks (each solves alone), so any rank count gives the same
-    image. Memory is that of one window, whatever the image's size."""
+    image. Memory is that of one window, whatever the image's size. Split-scheme models solve each window on its
+    grid arrays (:func:`_denoise_split`), others with an :class:`~fem_crossdiff.fem.evolution.Evolution`."""
     from mpi4py import MPI
-    comm = fd.COMM_SELF if own_rank else fd.COMM_WORLD
+    split = split_fast_path(model, scheme)
     H, W = img.shape[:2]
     rows, cols = tile_windows(H, tile, margin), tile_windows(W, tile, margin)
     shape = (H - rows[-1][0], W - cols[-1][0])                  # every window's (the last one ends at the border)
-    check_memory(shape, refine, model)
+    check_memory(shape, refine, model, split=split)
+    if split:
+        comm = MPI.COMM_SELF if own_rank else MPI.COMM_WORLD
+        solve = lambda window: _denoise_split(window, model, refine, time, steps, True, None)  # noqa: E731
+    else:
+        import firedrake as fd
+        comm = fd.COMM_SELF if own_rank else fd.COMM_WORLD
+
+        def solve(window):
+            return _denoise_evolution(window, model, refine, scheme, time, steps, solver_parameters, True, None,
+                                      own_rank=True)
     u = np.zeros(img.shape)
     v = np.zeros((H, W)) if return_v else None
     jobs = [(r, c) for r in rows for c in cols]
     for i, ((r0, a0, a1), (c0, b0, b1)) in enumerate(jobs):
         if i % comm.size != comm.rank:
             continue
-        ev = evolution_for(shape, model, refine, scheme, time, steps, solver_parameters, own_rank=True)
-        window = img[r0:r0 + shape[0], c0:c0 + shape[1]]
-        w = ev.run(image_to_function(window, ev.F))
-        ev.check_finite()
+        wu, wv = solve(img[r0:r0 + shape[0], c0:c0 + shape[1]])
         core = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-        u[a0:a1, b0:b1] = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))[core]
-        if return_v and ev.discrete.components > 1:
-            v[a0:a1, b0:b1] = function_to_image(fd.Function(ev.V).interpolate(w[1]))[core]
+        u[a0:a1, b0:b1] = wu[core]
+        if return_v:
+            v[a0:a1, b0:b1] = wv[core]
     if comm.size > 1:                                  # every pixel's value comes from exactly one rank
         comm.Allreduce(MPI.IN_PLACE, u, op=MPI.SUM)
         if return_v:
@@ -131,17 +151,60 @@ def _denoise_tiled(img, model, tile, margin, refine, scheme, time, steps, solver
     return (u, v) if return_v else u
 
 
-#: A larger image is denoised tile by tile (:func:`tile_windows`): windows of ``TILE`` pixels whose cores leave
-#: ``MARGIN`` pixels to each neighbour, where the tile's own (no-flux) boundary acts. The difference to the whole
-#: image at once is below the 16-bit level (``tests/test_photographs.py``). Tiles are also faster: setting up a
-#: mesh costs about as much per pixel as the solve, and windows share one (``demos/PHOTOGRAPHS.md``: 1024² in
-#: 18 s and 0.7 GiB tiled against 34 s and 3.4 GiB whole), so every image of more than one window's pixels goes
-#: tile by tile.
+def _denoise_evolution(img, model, refine, scheme, time, steps, solver_parameters, return_v, callback,
+                       own_rank=False):
+    """:func:`denoise` of one image (or window) by an :class:`~fem_crossdiff.fem.evolution.Evolution` on its mesh."""
+    import firedrake as fd
+    from .functions import function_to_image, image_to_function
+    ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters, own_rank)
+    w = ev.run(image_to_function(img, ev.F), callback=callback)
+    ev.check_finite()
+    u = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))
+    if return_v:
+        v = function_to_image(fd.Function(ev.V).interpolate(w[1])) if ev.discrete.components > 1 else 0 * u
+        return u, v
+    return u
+
+
+#: On the finite-element path a larger image is denoised tile by tile (:func:`tile_windows`): windows of ``TILE``
+#: pixels whose cores leave ``MARGIN`` pixels to each neighbour, where the tile's own (no-flux) boundary acts. The
+#: difference to the whole image at once is below the 16-bit level (``tests/test_photographs.py``). Tiles are also
+#: faster there: setting up a mesh costs about as much per pixel as the solve, and windows share one
+#: (``demos/PHOTOGRAPHS.md``: 1024² in 18 s and 0.7 GiB tiled against 34 s and 3.4 GiB whole), so every image of more
+#: than one window's pixels goes tile by tile. The split scheme's grid arrays need no mesh and little memory per
+#: pixel: by default they solve the whole image (exactly), tile by tile only when ``tile`` is given.
 TILE, MARGIN = 512, 32
 TILE_ABOVE = TILE * TILE
 
 
-def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme="semi-implicit",
+def split_fast_path(model, scheme=None):
+    """True when :func:`denoise` runs ``model`` on the grid arrays of the split scheme (no Firedrake): the scheme
+    (``None``: the model's own) is ``"split"`` and the model is the built-in family or a colour model."""
+    return (model.scheme if scheme is None else scheme) == "split" and SplitScheme.supports(model)
+
+
+_SPLIT = {}
+
+
+def _denoise_split(img, model, refine, time, steps, return_v, callback):
+    """:func:`denoise` by :class:`~fem_crossdiff.fast.split.SplitScheme` on the grid of the mesh refined ``refine``
+    times (the image as its bilinear interpolant there), the whole image at once (memory: :func:`memory_estimate`)."""
+    H, W = img.shape[:2]
+    r = 2 ** int(refine)
+    check_memory((H, W), refine, model, split=True)
+    key = ((H, W), refine, model.structure, time, steps)
+    scheme = _SPLIT.get(key)
+    if scheme is None:
+        if len(_SPLIT) > 16:
+            _SPLIT.clear()
+        scheme = _SPLIT[key] = SplitScheme(model, Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r), time, steps)
+    scheme.stages = list(model.stages)
+    u, v = scheme.denoise(interpolant(img, r), callback)
+    u, v = u[::r, ::r].copy(), v[::r, ::r].copy()
+    return (u, v) if return_v else u
+
+
+def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, scheme=None,
             solver_parameters=None, return_v=False, callback=None, tile=None, own_rank=False, **params):
     """Restore the image ``img`` — grey (H, W) or colour (H, W, 3), values in [0, 1] (uint8/uint16 scaled) — with a
     cross-diffusion model.
@@ -153,8 +216,14 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
     Returns ``u(T)`` as an array of the image's shape, and also ``v(T)`` (the edge indicator, the second component;
     zeros for a one-component model) when ``return_v``.
 
-    ``tile``: the window size of a tiled run (:data:`TILE` … for images of more than :data:`TILE_ABOVE` pixels by
-    default; 0: never): bounded memory, time linear in the pixels, the same result on any number of ranks.
+    ``scheme``: the time scheme (None: the model's own, ``model.scheme``; a learned model's is the one it was trained
+    for). The split scheme of the built-in family and colour models runs on grid arrays, without Firedrake
+    (:func:`split_fast_path`: about :data:`SPLIT_BYTES_PER_PIXEL` bytes per pixel; ``solver_parameters`` do not
+    apply).
+
+    ``tile``: the window size of a tiled run: bounded memory, time linear in the pixels, windows dealt out over the
+    ranks, the same result on any number of ranks. Default: on the finite-element path :data:`TILE` for images of
+    more than :data:`TILE_ABOVE` pixels, on the split scheme's never (0: never).
     ``own_rank``: solve on this rank alone (many images dealt out over the ranks), not on all of them together.
     """
     img = check_image(img, colour=True)
@@ -173,17 +242,15 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
         u = np.stack([p[0] for p in parts], axis=-1)
         return (u, np.mean([p[1] for p in parts], axis=0)) if return_v else u
     time, steps = model.check_run(model.time if time is None else time, model.steps if steps is None else steps)
+    scheme = model.scheme if scheme is None else scheme
+    split = split_fast_path(model, scheme)
     if tile is None:
-        tile = TILE if img.shape[0] * img.shape[1] > TILE_ABOVE else 0
+        tile = TILE if img.shape[0] * img.shape[1] > TILE_ABOVE and not split else 0
     if tile and max(img.shape[:2]) > tile:
         return _denoise_tiled(img, model, int(tile), MARGIN, refine, scheme, time, steps, solver_parameters, return_v,
                               own_rank)
-    check_memory(img.shape[:2], refine, model, 1 if own_rank else fd.COMM_WORLD.size)
-    ev = evolution_for(img.shape[:2], model, refine, scheme, time, steps, solver_parameters, own_rank)
-    w = ev.run(image_to_function(img, ev.F), callback=callback)
-    ev.check_finite()
-    u = function_to_image(fd.Function(ev.F).interpolate(ev.discrete.output(w)))
-    if return_v:
-        v = function_to_image(fd.Function(ev.V).interpolate(w[1])) if ev.discrete.components > 1 else 0 * u
-        return u, v
-    return u
+    if split:
+        return _denoise_split(img, model, refine, time, steps, return_v, callback)
+    from mpi4py import MPI
+    check_memory(img.shape[:2], refine, model, 1 if own_rank else MPI.COMM_WORLD.size)
+    return _denoise_evolution(img, model, refine, scheme, time, steps, solver_parameters, return_v, callback, own_rank)

@@ -11,12 +11,8 @@ has the bound checked (refused if sampling finds less); the built-in family's an
 by the tests.
 """
 import numpy as np
-import firedrake as fd
-from firedrake.adjoint import stop_annotating
 
 from ..errors import ModelError
-from .forms import DiscreteModel
-from .functions import pixel_space
 
 __all__ = ["sampled_ellipticity", "certify"]
 
@@ -27,6 +23,10 @@ def sampled_ellipticity(model, *, points=8, seed=0, box_samples=0):
     """The smallest :math:`\\lambda_{\\min}(\\tfrac12(D + D^T))` found over random states on a ``points``² mesh, for
     every stage of ``model`` and, with ``box_samples > 0``, also for that many random parameter sets drawn uniformly
     in the model's box (``model.box()``: what training may reach)."""
+    import firedrake as fd                                    # here: certify() of a built-in model needs no Firedrake
+    from firedrake.adjoint import stop_annotating
+    from .forms import DiscreteModel
+    from .functions import pixel_space
     rng = np.random.default_rng(seed)
     with stop_annotating():
         mesh = fd.RectangleMesh(points, points, float(points), float(points), quadrilateral=True)

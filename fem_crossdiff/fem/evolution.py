@@ -10,7 +10,18 @@ Schemes, with :math:`\tau = T/N` and :math:`(\cdot,\cdot)` the :math:`L^2` produ
 
 * ``"implicit"`` (backward Euler, Newton, first order) and ``"crank-nicolson"`` (second order), both the
   θ-scheme :math:`(w^{n+1}-w^n,\varphi) + \tau[\theta A(w^{n+1}) + (1-\theta) A(w^n)](\varphi) = 0` with
-  :math:`A(w)(\varphi) = (D(w)\nabla w,\nabla\varphi) - (R(w,f) + s,\varphi)`.
+  :math:`A(w)(\varphi) = (D(w)\nabla w,\nabla\varphi) - (R(w,f) + s,\varphi)`;
+* ``"split"`` (first order, :math:`O(N)` per step): the semi-implicit step with the products
+  :math:`(\cdot,\cdot)_h` of the vertex rule, the lagged coefficients frozen per cell,
+  :math:`D_h = \Pi_0 D(w^n)` (their values at the cell centres, a DG0 function), and split into an x and a y
+  half step, :math:`B = I - \tau R'(w^n)`,
+
+  .. math:: (B w^*, \varphi)_h + \tau(D_h\partial_x w^*, \partial_x\varphi)_h
+                = (w^n + \tau(R(w^n) - R'(w^n)w^n + E(w^n) + s), \varphi)_h,\quad
+            (B w^{n+1}, \varphi)_h + \tau(D_h\partial_y w^{n+1}, \partial_y\varphi)_h = (B w^*, \varphi)_h .
+
+  On the structured mesh each half step is one block-tridiagonal system per grid line, unconditionally stable in
+  the lumped :math:`L^2` norm; :mod:`fem_crossdiff.fast.split` solves them in :math:`O(N)` (see there).
 
 An optional source :math:`s(t)` serves manufactured solutions: ``source(t, discrete, f)`` returns UFL for
 the time ``Constant`` ``t``, the :class:`~fem_crossdiff.fem.forms.DiscreteModel` and the data ``f``.
@@ -22,13 +33,16 @@ import warnings
 
 import numpy as np
 import ufl
+from ufl.algorithms import expand_derivatives
 import firedrake as fd
 from firedrake.exceptions import ConvergenceError
 from pyadjoint import get_working_tape
 from pyadjoint.tape import annotate_tape, stop_annotating
 
 from ..errors import InputError, ModelError
+from ..model.base import SCHEME_NAMES
 from ..fast import KSP_REASONS, FastPathError, FastSemiImplicitSolver, SlowPathWarning
+from ..fast.split import Grid, SplitScheme
 from .certify import certify
 from .forms import DiscreteModel
 from .functions import dof_coordinates, pixel_space
@@ -37,7 +51,9 @@ from .taping import SemiImplicitStepBlock, StepForms
 
 __all__ = ["Evolution", "EvolutionError", "SCHEMES"]
 
-SCHEMES = {"semi-implicit": None, "implicit": 1.0, "crank-nicolson": 0.5}
+#: scheme -> θ of the θ-schemes (None: linear per step). The names are the models' :data:`~fem_crossdiff.model.base.SCHEME_NAMES`.
+SCHEMES = {"semi-implicit": None, "implicit": 1.0, "crank-nicolson": 0.5, "split": None}
+assert tuple(SCHEMES) == SCHEME_NAMES
 
 class EvolutionError(InputError):
     """The time stepping failed for these parameters (solver divergence, non-finite state); says at which step
@@ -50,14 +66,20 @@ class Evolution:
     Build once, :meth:`run` many times (forms are compiled and solvers set up once). Parameters live in
     ``self.discrete`` (one DG0 function per stage): change them with ``self.discrete.set_stages`` between runs.
 
+    ``scheme``: one of :data:`SCHEMES`; None takes the model's own (``model.scheme``: for a learned model the one it
+    was trained for).
+
     Semi-implicit steps on one rank without a source, when pyadjoint is not recording, take the fast path
-    of :mod:`fem_crossdiff.fast` (the same matrix and solver options, assembled without UFL); ``fast=False``
-    always uses the UFL solvers. When pyadjoint records, a semi-implicit step is one
-    :class:`~fem_crossdiff.fem.taping.SemiImplicitStepBlock` (``step_block=False``: pyadjoint's generic blocks).
+    of :mod:`fem_crossdiff.fast` (the same matrix and solver options, assembled without UFL); split steps the grid
+    arrays of :mod:`fem_crossdiff.fast.split` (the built-in family and colour models; the same steps to round-off).
+    ``fast=False`` always uses the UFL solvers. When pyadjoint records, a semi-implicit step is one
+    :class:`~fem_crossdiff.fem.taping.SemiImplicitStepBlock` (``step_block=False``: pyadjoint's generic blocks); a
+    split step is recorded by pyadjoint's own blocks (the interpolation of :math:`D_h`, two linear solves).
     """
 
-    def __init__(self, model, mesh, *, time=None, steps=None, scheme="semi-implicit", solver_parameters=None,
+    def __init__(self, model, mesh, *, time=None, steps=None, scheme=None, solver_parameters=None,
                  source=None, quadrature_degree=QUADRATURE_DEGREE, fast=True, step_block=True):
+        scheme = model.scheme if scheme is None else scheme
         if scheme not in SCHEMES:
             raise ModelError(f"unknown time scheme '{scheme}'; expected one of {', '.join(SCHEMES)}")
         self.model = model
@@ -76,13 +98,17 @@ class Evolution:
         self.dt = fd.Constant(self.time / self.steps)
         self.source = source
         self.dx = ufl.dx(degree=quadrature_degree, domain=mesh)
-        defaults = LINEAR_SOLVER if scheme == "semi-implicit" else NEWTON_SOLVER
+        defaults = {"semi-implicit": LINEAR_SOLVER, "split": DIRECT_SOLVER}.get(scheme, NEWTON_SOLVER)
         self.solver_parameters = {**defaults, **(solver_parameters or {})}
         self._ufl_solvers = None   # built on first use (the fast path does not need them)
         # fast path: semi-implicit, one rank, no source, standard quadrature; built on first use
         self._fast_ok = (fast and scheme == "semi-implicit" and source is None and mesh.comm.size == 1
                          and quadrature_degree == QUADRATURE_DEGREE and FastSemiImplicitSolver.supports(model))
         self._fast = None
+        # the split scheme's fast path (numpy and C on the grid): one rank, no source, a structured image mesh
+        self._split_ok = (fast and scheme == "split" and source is None and mesh.comm.size == 1
+                          and SplitScheme.supports(model) and hasattr(mesh, "image_shape"))
+        self._split = None
         self._direct_solvers = None             # built if an iterative solve ever fails (_retry_directly)
         #: Taped semi-implicit steps are one block each (:mod:`fem_crossdiff.fem.taping`), else pyadjoint's
         #: generic solve blocks; also what the reverse sweep of :mod:`fem_crossdiff.learning.sweep` needs.
@@ -138,6 +164,8 @@ ablaarphi)
         dm, dx, dt = self.discrete, self.dx, self.dt
         phi = fd.TestFunction(self.W)
         theta = SCHEMES[self.scheme]
+        if self.scheme == "split":
+            return self._make_split_solvers(k, parameters or self.solver_parameters, tag)
         if theta is None:
             a, L = self.semi_implicit_forms(k)
             problem = fd.LinearVariationalProblem(a, L, self.w, constant_jacobian=not self.discrete.state_dependent)
@@ -149,6 +177,50 @@ ablaarphi)
         problem = fd.NonlinearVariationalProblem(F, self.w)
         return fd.NonlinearVariationalSolver(problem, solver_parameters=self.solver_parameters,
                                              options_prefix=f"fem_crossdiff_{id(self)}_{k}_")
+
+    def split_forms(self, k, params=None):
+        r"""The split step's forms of stage ``k``: ``(a_x, L_x, a_y, L_y)`` for :math:`w^*` (into ``self.w_star``)
+        and :math:`w^{n+1}`, with the cell coefficients ``self.D_cells`` (:math:`D_h`, set by :meth:`_split_step`)."""
+        dm, dt = self.discrete, self.dt
+        dxv = ufl.dx(domain=self.mesh, scheme="KMV", degree=1)            # the vertex (2×2 Gauss–Lobatto) rule
+        phi, trial = fd.TestFunction(self.W), fd.TrialFunction(self.W)
+        p = dm.params[k] if params is None else params
+        R, E = dm.reaction_parts(self.w_old, self.f, k, p)
+
+        def B(z):
+            return ufl.inner(z, phi) - dt * ufl.inner(ufl.derivative(R, self.w_old, z), phi)
+        Dh = self.D_cells
+        a_x = (B(trial) + dt * ufl.inner(ufl.dot(Dh, trial.dx(0)), phi.dx(0))) * dxv
+        a_y = (B(trial) + dt * ufl.inner(ufl.dot(Dh, trial.dx(1)), phi.dx(1))) * dxv
+        rhs = R - ufl.derivative(R, self.w_old, self.w_old)
+        if E is not None:
+            rhs = rhs + E
+        if self.source is not None:
+            rhs = rhs + self.source(self.t + dt, dm, self.f)
+        L_x = (ufl.inner(self.w_old, phi) + dt * ufl.inner(rhs, phi)) * dxv
+        L_y = B(self.w_star) * dxv
+        # derivatives expanded now: a form that does not depend on w^n (linear reactions) must not list it among its
+        # coefficients, or pyadjoint differentiates it into an empty form
+        return tuple(expand_derivatives(form) for form in (a_x, L_x, a_y, L_y))
+
+    @property
+    def D_cells(self):
+        """:math:`D_h`: the lagged diffusion matrix at the cell centres (a DG0 tensor function), made on first use."""
+        if getattr(self, "_D_cells", None) is None:
+            n = self.discrete.components
+            self._D_cells = fd.Function(fd.TensorFunctionSpace(self.mesh, "DG", 0, shape=(n, n)), name="D_cells")
+            self.w_star = fd.Function(self.W, name="w_star")
+        return self._D_cells
+
+    def _make_split_solvers(self, k, parameters, tag):
+        self.D_cells                                                       # noqa: B018 (made here)
+        a_x, L_x, a_y, L_y = self.split_forms(k)
+        prefix = f"fem_crossdiff_{id(self)}_{k}_{tag}"
+        params = {key: v for key, v in parameters.items() if not key.startswith("snes_")}
+        return (fd.LinearVariationalSolver(fd.LinearVariationalProblem(a_x, L_x, self.w_star),
+                                           solver_parameters=params, options_prefix=prefix + "x_"),
+                fd.LinearVariationalSolver(fd.LinearVariationalProblem(a_y, L_y, self.w),
+                                           solver_parameters=params, options_prefix=prefix + "y_"))
 
     # -- running --------------------------------------------------------------------------------
     def set_initial(self, f):
@@ -171,6 +243,12 @@ ablaarphi)
         else:
             self.w_old.interpolate(self.discrete.initial(self.f))
         self.t.assign(0.0)
+        if self._split_scheme() is not None:                 # the whole run on the grid arrays
+            w = self._split.run(self._to_grid(self.f, self.discrete.channels), callback)
+            self._from_grid(w, self.w_old)
+            self.w.assign(self.w_old)
+            self.t.assign(self.time)
+            return self.w
         for n in range(self.steps):
             self.step(n)
             if callback is not None:
@@ -187,6 +265,8 @@ ablaarphi)
         """
         if self.step_blocks and annotate_tape():
             return self._taped_step(n)
+        if self.scheme == "split":
+            return self._split_step(n)
         if self._fast_solver() is not None:
             return self._fast_step(n)
         k = self.discrete.stage_of_step(n, self.steps)
@@ -204,6 +284,55 @@ ablaarphi)
                 raise self._failure(n, str(e).splitlines()[-1].strip()) from None
         self.w_old.assign(self.w)
         self.t.assign(float(self.t) + float(self.dt))
+
+    def _split_step(self, n):
+        """One step of the split scheme: by the fast path on the grid where it applies (not recorded), else by
+        Firedrake (interpolate :math:`D_h`, solve the x and the y half step; pyadjoint records both)."""
+        k = self.discrete.stage_of_step(n, self.steps)
+        if self._split_scheme() is not None:
+            data = self._to_grid(self.f, self.discrete.channels)
+            _, data = self._split.initial(data)
+            state = self._to_grid(self.w_old, self.discrete.components)
+            pairs = [np.ascontiguousarray(state[..., 2 * i:2 * i + 2]) for i in range(state.shape[2] // 2)]
+            self._from_grid(self._split.step(n, pairs, data), self.w)
+        else:
+            solve_x, solve_y = self._solvers[k]
+            self.D_cells.interpolate(self.discrete.D(self.w_old, k))
+            try:
+                solve_x.solve()
+                solve_y.solve()
+            except ConvergenceError as e:
+                raise self._failure(n, str(e).splitlines()[-1].strip()) from None
+        self.w_old.assign(self.w)
+        self.t.assign(float(self.t) + float(self.dt))
+
+    def _split_scheme(self):
+        """The split scheme's fast path (:class:`~fem_crossdiff.fast.split.SplitScheme`), built on first use, or None
+        when Firedrake must run (several ranks, a source, pyadjoint annotating, a model it does not serve)."""
+        if not self._split_ok or annotate_tape():
+            return None
+        if self._split is None:
+            r = 2 ** getattr(self.mesh, "refinement", 0)
+            H, W = self.mesh.image_shape
+            grid = Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r)
+            xy = dof_coordinates(self.V) * r
+            self._grid_index = np.round(grid.H - 1 - xy[:, 1]).astype(int) * grid.W + np.round(xy[:, 0]).astype(int)
+            self._split = SplitScheme(self.model, grid, self.time, self.steps)
+        self._split.stages = self.discrete.get_stages()
+        return self._split
+
+    def _to_grid(self, fn, components):
+        """A function's node values as a grid array (H, W) or (H, W, components)."""
+        g = self._split.grid
+        values = fn.dat.data_ro.reshape(len(self._grid_index), -1)
+        out = np.empty((g.H * g.W, values.shape[1]))
+        out[self._grid_index] = values
+        return out.reshape(g.H, g.W) if values.shape[1] == 1 else out.reshape(g.H, g.W, values.shape[1])
+
+    def _from_grid(self, pairs, fn):
+        """Write the fast path's state (a list of component pairs) into the function ``fn``."""
+        state = np.concatenate(pairs, axis=-1).reshape(-1, 2 * len(pairs))
+        fn.dat.data_wo[...] = state[self._grid_index].reshape(fn.dat.data_wo.shape)
 
     def _taped_step(self, n):
         """:meth:`step`, unannotated, recorded as one :class:`~fem_crossdiff.fem.taping.SemiImplicitStepBlock`
@@ -278,7 +407,7 @@ ablaarphi)
     def _failure(self, n, reason):
         """The :class:`EvolutionError` of a failed step: where, why, and what to try."""
         hint = "Try more steps or a smaller time."
-        if self.scheme != "semi-implicit":
+        if self.scheme in ("implicit", "crank-nicolson"):
             s = self.model.nonmonotone_flux()
             if s is not None:
                 hint = (f"Its flux |grad u| g11(|grad u|) decreases for |grad u| > {s:.3g} (Perona-Malik type, "

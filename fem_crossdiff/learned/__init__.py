@@ -8,6 +8,8 @@ for multiplicative speckle of NN looks. How they were trained and chosen: ``READ
 nearest shipped levels' parameters, weighted in :math:`\log\sigma` (both inside the box bounds, so is the
 combination: it is elliptic), or the nearest level where their structures differ.
 """
+import copy
+import functools
 import math
 import os
 import re
@@ -26,6 +28,17 @@ FOLDER = os.path.dirname(os.path.abspath(__file__))
 HELDOUT = {"patch": 96, "per_image": 2, "seed": 12345}
 _NAMES = {"grey": re.compile(r"^sigma(\d+)\.json$"), "colour": re.compile(r"^colour_sigma(\d+)\.json$"),
           "speckle": re.compile(r"^speckle_l(\d+)\.json$")}
+
+
+def _load(path):
+    """A shipped model file, read once per version of the file (a copy: callers relabel it)."""
+    stat = os.stat(path)
+    return copy.deepcopy(_load_version(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_version(path, mtime, size):
+    return load_model(path)
 
 
 def shipped_models(folder=FOLDER, kind="grey"):
@@ -54,8 +67,8 @@ def shipped_model(sigma255, folder=FOLDER, kind="grey"):
 
 def interpolate_models(a, b, t):
     """The model whose stage parameters are :math:`(1 - t)\\,p_a + t\\,p_b` (``a``, ``b`` of one structure)."""
-    if a.structure != b.structure:
-        raise InputError("models of different structure cannot be interpolated")
+    if a.structure != b.structure or a.scheme != b.scheme:
+        raise InputError("models of different structure or time scheme cannot be interpolated")
     return a.with_stages([a.unpack_stage((1 - t) * a.pack_stage(sa) + t * b.pack_stage(sb))
                           for sa, sb in zip(a.stages, b.stages)])
 
@@ -70,7 +83,7 @@ def blind_colour_model(sigma255, folder=FOLDER, interpolate=True):
         raise InputError(f"no learned colour model is shipped in {folder}")
     luma = blind_model(sigma255 / math.sqrt(3), folder, "grey", interpolate)
     level = min(found, key=lambda s: abs(math.log(s) - math.log(max(sigma255, 1e-9))))
-    chroma = load_model(found[level])
+    chroma = _load(found[level])
     if len(chroma.stages) != len(luma.stages):
         raise InputError(f"the colour model for σ {level} has {len(chroma.stages)} stages, the grey models "
                          f"{len(luma.stages)}")
@@ -97,14 +110,14 @@ def blind_model(sigma255, folder=FOLDER, kind="grey", interpolate=True):
                          f"({levels[0] / 1.5:.3g}..{levels[-1] * 1.5:.3g}); give a model with --model")
     if sigma255 <= levels[0] or sigma255 >= levels[-1]:
         level = levels[0] if sigma255 <= levels[0] else levels[-1]
-        return _labelled(load_model(found[level]), f"shipped σ {level}")
+        return _labelled(_load(found[level]), f"shipped σ {level}")
     lo = max(s for s in levels if s <= sigma255)
     hi = min(s for s in levels if s >= sigma255)
     if lo == hi:
-        return _labelled(load_model(found[lo]), f"shipped σ {lo}")
+        return _labelled(_load(found[lo]), f"shipped σ {lo}")
     t = (math.log(sigma255) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    a, b = load_model(found[lo]), load_model(found[hi])
-    if interpolate and a.structure == b.structure:
+    a, b = _load(found[lo]), _load(found[hi])
+    if interpolate and a.structure == b.structure and a.scheme == b.scheme:
         model = interpolate_models(a, b, t)
         return _labelled(model, f"σ {sigma255:.3g}: {1 - t:.2f}·σ{lo} + {t:.2f}·σ{hi}")
     level = lo if t < 0.5 else hi

@@ -24,7 +24,6 @@ pyadjoint's tape (``checkpoints=None``, :class:`DatasetLoss`'s default) or by th
 forward solves per gradient and half the tape's memory; ``K``: :math:`K + 2` states, binomial checkpointing).
 The two give the same gradient to 1e-10 (tested), and both agree with pyadjoint's generic solve blocks.
 """
-import math
 import time
 
 import numpy as np
@@ -38,7 +37,7 @@ from mpi4py import MPI
 from ..errors import InputError
 from ..fem import Evolution, image_mesh, image_to_function
 from .parametrisation import unpack
-from .settings import MISFITS, OBJECTIVES
+from .settings import MISFITS, OBJECTIVES, objective_term, psnr_of_loss
 from .sweep import check_checkpoints, checkpointed_gradient
 
 __all__ = ["MISFITS", "OBJECTIVES", "LEARNING_SOLVER", "DatasetLoss", "MultiResolutionLoss",
@@ -102,9 +101,7 @@ class DatasetLoss:
 
     def _term(self, m):
         """An image's contribution to :math:`nJ` and the factor :math:`dJ_i/dm_i` of its misfit gradient."""
-        if self.objective == "psnr":
-            return 10 * math.log10(m), 10 / (math.log(10) * m)
-        return m, 1.0
+        return objective_term(self.objective, m)
 
     def psnr(self, J):
         """The training PSNR (dB) that a loss value ``J`` stands for."""
@@ -222,7 +219,3 @@ def dataset_reduced_functional(model, pairs, refine=0):
         pause_annotation()
     return ReducedFunctional(J, controls), loss
 
-
-
-def psnr_of_loss(J):
-    return 10 * np.log10(1.0 / J) if J > 0 else float("inf")

@@ -21,7 +21,7 @@ __all__ = ["BOUNDS", "FLOOR", "fit_rbf", "learned_template", "with_modulation", 
 BOUNDS = {"d11": (0.05, 50.0), "d22": (0.05, 50.0), "rho": (-0.95, 0.95), "beta": (-20.0, 20.0),
           "lam": (0.0, 5.0), "mu": (0.0, 5.0), "w11": (0.0, 50.0), "w22": (0.0, 50.0),
           "w11h": (0.0, 10.0), "wpsi": (-5.0, 5.0),
-          "dc": (0.05, 50.0), "kc": (0.002, 1.0), "lamc": (0.0, 5.0)}                # the colour model's chroma
+          "dc": (0.05, 50.0), "kc": (0.002, 1.0), "lamc": (0.0, 5.0), "kappac": (0.0, 20.0)}  # colour: chroma
 FLOOR = 0.02
 
 

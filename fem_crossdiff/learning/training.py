@@ -15,11 +15,13 @@ from ..fem.certify import certify, sampled_ellipticity
 from ..learned import blind_model
 from ..model import (ColourModel, CrossDiffusionModel, UFLModel, load_model, make_model, model_from_dict,
                      save_model)
+from ..model.base import check_scheme
 from ..model.ufl_model import definition_spec
 from ..resources import peak_memory_mb
 from ..safeio import atomic_write, check_outputs
 from .loss import DatasetLoss, MultiResolutionLoss
 from .pairs import training_pairs
+from .split_loss import SplitDatasetLoss, uses_split_path
 from .parametrisation import bounds, flat_names, learned_template, pack, unpack, with_modulation, with_psi
 
 __all__ = ["train", "ResumeFile", "RunLock"]
@@ -99,7 +101,7 @@ def colour_start(sigma255):
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
-          looks=10.0, colour=False):
+          looks=10.0, colour=False, scheme=None):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -122,7 +124,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     ``noise="speckle"``: train for multiplicative Gamma noise of ``looks`` (``sigma255`` unused). ``colour``: train a
     colour model (:class:`~fem_crossdiff.model.ColourModel`) on colour patches — the chroma block only, the luma
     block is the grey model for :math:`\sigma/\sqrt3`; it starts from ``model`` or ``init`` if given, else from
-    :func:`colour_start`."""
+    :func:`colour_start`.
+
+    ``scheme``: the time scheme to train for (recorded in the model: it runs with it by default); None keeps the
+    scheme of ``init`` or ``model``, and a new template trains for ``"split"``. The built-in family and colour
+    models train for the split scheme on its grid arrays (:class:`~.split_loss.SplitDatasetLoss`, the exact gradient
+    by the split steps' adjoint; ``checkpoints`` does not apply), any other case on the finite-element path
+    (:class:`DatasetLoss`)."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
@@ -153,6 +161,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         settings.update(noise=noise, looks=looks, sigma=None)
     if colour:
         settings["colour"] = True
+    if scheme is not None:
+        settings["scheme"] = check_scheme(scheme, "--scheme")
     if user:
         spec = (definition_spec(type(model), os.path.dirname(os.path.abspath(out))) if isinstance(model, UFLModel)
                 else model.name)
@@ -188,6 +198,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if isinstance(model, CrossDiffusionModel):
                 model = with_modulation(model, modulation) if modulation else model
                 model = with_psi(model, psi) if psi else model
+        if scheme is not None or not (init or user or resume):
+            model = model.replace(scheme=scheme or "split")
         box_alpha = None                 # a user model without its own bound: the sampled minimum over its box
         if isinstance(model, UFLModel):
             alpha = box_alpha = sampled_ellipticity(model, box_samples=16)
@@ -195,8 +207,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 raise ModelError(f"model '{model.name}': its box admits models that are not uniformly elliptic "
                                  f"(sampled eigenvalue {alpha:.3g} of D's symmetric part); narrow the box")
         pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
-        losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
-                  for r in levels]
+        if uses_split_path(model):
+            losses = [SplitDatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective) for r in levels]
+        else:
+            losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
+                      for r in levels]
         loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
         x0, box = pack(model), bounds(model)
         x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
@@ -232,7 +247,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         what = f"speckle of {looks:g} looks" if noise == "speckle" else f"σ={sigma255:g}"
         log(f"training on {len(pairs)} {'colour ' if colour else ''}patches {patch}×{patch}, {what}, "
             f"{len(model.stages)} stage(s), "
-            f"{model.steps} steps to T={model.time:g}, {len(x0)} parameters, {MPI.COMM_WORLD.size} rank(s); "
+            f"{model.steps} steps to T={model.time:g} ({model.scheme}), {len(x0)} parameters, "
+            f"{MPI.COMM_WORLD.size} rank(s); "
             f"loss {J0:.6e} (PSNR {loss.psnr(J0):.2f} dB)")
         interrupted = False
         try:

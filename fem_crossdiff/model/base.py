@@ -9,10 +9,14 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["StagedModel", "check_horizon", "check_sealed", "content_digest", "FORMAT_VERSION"]
+__all__ = ["StagedModel", "check_horizon", "check_scheme", "check_sealed", "content_digest", "FORMAT_VERSION",
+           "SCHEME_NAMES"]
 
 #: The version of the model file format (a file of another version is refused).
 FORMAT_VERSION = 1
+#: The time schemes of the finite-element layer (:class:`~fem_crossdiff.fem.evolution.Evolution`). A model records
+#: the one it runs with by default — for a learned model, the one it was trained for.
+SCHEME_NAMES = ("semi-implicit", "implicit", "crank-nicolson", "split")
 
 
 def content_digest(d):
@@ -35,6 +39,13 @@ def check_sealed(d, where="model"):
         raise ModelError(f"{where}: unsupported format version {d['format']!r}; expected {FORMAT_VERSION}")
     fields = {k: v for k, v in d.items() if k not in ("digest", "format", "certificate")}
     return fields, d.get("certificate")
+
+
+def check_scheme(scheme, where="scheme"):
+    """Refuse an unknown time scheme by name; returns it."""
+    if scheme not in SCHEME_NAMES:
+        raise ModelError(f"{where}: unknown time scheme {scheme!r}; expected one of {', '.join(SCHEME_NAMES)}")
+    return scheme
 
 
 def check_horizon(time, steps):

@@ -9,27 +9,31 @@ whose rows are orthogonal, so i.i.d. RGB noise of variance :math:`\sigma^2` stay
 :math:`\sigma^2/3, \sigma^2/2, 3\sigma^2/8`: luma is less noisy than any channel, and in natural images chroma is
 far smoother than luma. The state is :math:`w = (Y, v, C_1, C_2)`:
 
-.. math:: D = \begin{pmatrix} D_{\text{family}}(Y, v) & 0\\ 0 & d_c\,g_c(|\nabla Y|)\,I_2\end{pmatrix},\qquad
-          g_c(s) = g_0 + \frac{1 - g_0}{1 + (s/k_c)^2},
+.. math:: D = \begin{pmatrix} D_{\text{family}}(Y, v) & 0\\ 0 & d_c\,g_c(s)\,I_2\end{pmatrix},\qquad
+          g_c(s) = g_0 + \frac{1 - g_0}{1 + (s/k_c)^2},\qquad s^2 = |\nabla Y|^2 + \kappa_c\,(|\nabla C_1|^2 +
+          |\nabla C_2|^2),
 
 :math:`R = \big(R_{\text{family}}(Y, v; f_Y),\ \lambda_c(f_{C_1} - C_1),\ \lambda_c(f_{C_2} - C_2)\big)`: the
 (Y, v) block is the built-in learned family (a grey model, for the luma noise :math:`\sigma/\sqrt3`), and the chroma
-channels diffuse where luma has no edges. The output is RGB again (:data:`INVERSE`). The symmetric part of
+channels diffuse where the joint colour gradient :math:`s` — luma's, and with the weight :math:`\kappa_c \ge 0`
+chroma's own — has no edges (:math:`\kappa_c = 0`: luma's edges alone, the default). The output is RGB again (:data:`INVERSE`). The symmetric part of
 :math:`D` is block diagonal, so the certificate is :math:`\min(\alpha_{\text{family}}, d_c g_0)` per stage: box
 bounds on :math:`d_c` keep every iterate of training elliptic, as for the family.
 """
 import numpy as np
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, check_sealed
+from .base import StagedModel, check_horizon, check_scheme, check_sealed
 from .family import CrossDiffusionModel
 
-__all__ = ["ColourModel", "OPPONENT", "INVERSE", "CHROMA_PARAMETERS", "CHROMA_FLOOR"]
+__all__ = ["ColourModel", "OPPONENT", "INVERSE", "CHROMA_PARAMETERS", "CHROMA_DEFAULTS", "CHROMA_FLOOR"]
 
 OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1 / 2, 0.0, -1 / 2], [1 / 4, -1 / 2, 1 / 4]])
 INVERSE = np.linalg.inv(OPPONENT)
-#: Per-stage parameters of the chroma block: diffusion, edge threshold of |∇Y|, fidelity.
-CHROMA_PARAMETERS = ("dc", "kc", "lamc")
+#: Per-stage parameters of the chroma block: diffusion, edge threshold, fidelity, weight of the chroma gradient.
+CHROMA_PARAMETERS = ("dc", "kc", "lamc", "kappac")
+#: Their values where a stage (or an older model file) does not give them.
+CHROMA_DEFAULTS = {"dc": 2.0, "kc": 0.05, "lamc": 0.0, "kappac": 0.0}
 #: The floor :math:`g_0` of the chroma influence function.
 CHROMA_FLOOR = 0.02
 
@@ -40,7 +44,8 @@ class ColourModel(StagedModel):
     components, channels, proven_certificate = 4, 3, True
     state_dependent = True
 
-    def __init__(self, luma, stages=None, *, name="colour", time=None, steps=None, description="", provenance=None):
+    def __init__(self, luma, stages=None, *, name="colour", time=None, steps=None, scheme=None, description="",
+                 provenance=None):
         if not isinstance(luma, CrossDiffusionModel):
             raise ModelError(f"colour model '{name}': its luma block must be a built-in family model, got {luma!r}")
         self.luma, self.name, self.description = luma, name, description
@@ -48,20 +53,22 @@ class ColourModel(StagedModel):
         self.time = luma.time if time is None else time
         self.steps = luma.steps if steps is None else steps
         check_horizon(self.time, self.steps)
+        self.scheme = check_scheme(luma.scheme if scheme is None else scheme, f"colour model '{name}'")
         if stages is None:
-            stages = [dict(st, dc=2.0, kc=0.05, lamc=0.0) for st in luma.stages]
+            stages = [dict(st, **CHROMA_DEFAULTS) for st in luma.stages]
         if len(stages) != len(luma.stages):
             raise ModelError(f"colour model '{name}': {len(stages)} stages, its luma model has {len(luma.stages)}")
         self.stages = []
         for k, st in enumerate(stages):
-            if not isinstance(st, dict) or not set(CHROMA_PARAMETERS) <= set(st):
+            required = set(CHROMA_PARAMETERS) - {"kappac"}            # absent from files made before it: 0
+            if not isinstance(st, dict) or not required <= set(st):
                 raise ModelError(f"colour model '{name}' stage {k}: expected the luma parameters and "
                                  f"{', '.join(CHROMA_PARAMETERS)}")
             luma_part = luma.replace(stages=[{n: st[n] for n in luma.parameter_names if n in st}]).stages[0]
-            chroma = {n: float(st[n]) for n in CHROMA_PARAMETERS}
-            if not (chroma["dc"] > 0 and chroma["kc"] > 0 and chroma["lamc"] >= 0):
+            chroma = {n: float(st.get(n, CHROMA_DEFAULTS[n])) for n in CHROMA_PARAMETERS}
+            if not (chroma["dc"] > 0 and chroma["kc"] > 0 and chroma["lamc"] >= 0 and chroma["kappac"] >= 0):
                 raise ModelError(f"colour model '{name}' stage {k}: dc={chroma['dc']:g}, kc={chroma['kc']:g} must "
-                                 f"be > 0 and lamc={chroma['lamc']:g} >= 0")
+                                 f"be > 0 and lamc={chroma['lamc']:g}, kappac={chroma['kappac']:g} >= 0")
             self.stages.append({**luma_part, **chroma})
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -95,7 +102,8 @@ class ColourModel(StagedModel):
     def diffusion(self, w, p):
         import ufl
         block = self.luma.diffusion(ufl.as_vector([w[0], w[1]]), p)
-        grad2 = ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
+        grad2 = (ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
+                 + p["kappac"] * (ufl.inner(ufl.grad(w[2]), ufl.grad(w[2])) + ufl.inner(ufl.grad(w[3]), ufl.grad(w[3]))))
         dc = p["dc"] * (CHROMA_FLOOR + (1 - CHROMA_FLOOR) / (1 + grad2 / p["kc"] ** 2))
         return ufl.as_matrix([[block[0, 0], block[0, 1], 0, 0], [block[1, 0], block[1, 1], 0, 0],
                               [0, 0, dc, 0], [0, 0, 0, dc]])
@@ -125,7 +133,8 @@ class ColourModel(StagedModel):
         luma = self.luma.fields()
         luma.pop("provenance", None)
         return dict(luma=luma, stages=[dict(st) for st in self.stages], name=self.name, time=self.time,
-                    steps=self.steps, description=self.description, provenance=dict(self.provenance))
+                    steps=self.steps, scheme=self.scheme, description=self.description,
+                    provenance=dict(self.provenance))
 
     def replace(self, **changes):
         d = {**self.fields(), **changes}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, check_sealed
+from .base import StagedModel, check_horizon, check_scheme, check_sealed
 from .influence import Influence
 
 __all__ = ["CrossDiffusionModel", "COEFFICIENTS", "PSI_PARAMETER", "STATE_RANGE"]
@@ -54,8 +54,8 @@ class CrossDiffusionModel(StagedModel):
     A bounded reaction: it leaves :math:`D`, hence ellipticity, untouched. With :math:`v` an edge indicator it
     moves :math:`u` across edges (steepening them: what positive diffusion alone cannot do).
     ``stages`` is a list of dictionaries with the :data:`COEFFICIENTS` and the influence parameters; stage
-    ``k`` of ``K`` acts on the time steps ``n`` with ``n*K // steps == k``. ``time`` and ``steps`` are the
-    model's default horizon and number of steps.
+    ``k`` of ``K`` acts on the time steps ``n`` with ``n*K // steps == k``. ``time``, ``steps`` and ``scheme`` are
+    the model's default horizon, number of steps and time scheme (a learned model's: those it was trained for).
     """
     name: str
     g11: Influence = field(default_factory=Influence)
@@ -65,6 +65,7 @@ class CrossDiffusionModel(StagedModel):
     stages: list = field(default_factory=list)
     time: float = 1.0
     steps: int = 10
+    scheme: str = "semi-implicit"
     description: str = ""
     provenance: dict = field(default_factory=dict)
 
@@ -79,6 +80,7 @@ class CrossDiffusionModel(StagedModel):
             raise ModelError(f"model '{self.name}': psi must be an rbf influence of v with floor 0, got {psi}")
         self.stages = [self._checked_stage(s, k) for k, s in enumerate(self.stages)]
         check_horizon(self.time, self.steps)
+        check_scheme(self.scheme, f"model '{self.name}'")
 
     # -- parameters ------------------------------------------------------------------------------
     @property

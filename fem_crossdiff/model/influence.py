@@ -82,6 +82,10 @@ class Influence:
         if lib is not np and self.centres in HORNER_CENTRES:
             return self._rbf_horner(s, p, lib)
         sig2 = 2 * self.width ** 2
+        if lib is np:                                       # one product instead of a loop over the centres
+            s = np.asarray(s, dtype=float)
+            basis = np.exp(-(s[..., None] - self.centre_values) ** 2 / sig2)
+            return self.floor + basis @ np.asarray(p, dtype=float)
         return self.floor + sum(p[m] * lib.exp(-(s - c) ** 2 / sig2) for m, c in enumerate(self.centre_values))
 
     def of_grad2(self, grad2, p, lib=np):

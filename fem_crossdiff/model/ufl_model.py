@@ -44,7 +44,7 @@ import os
 import sys
 
 from ..errors import ModelError
-from .base import StagedModel, check_horizon, check_sealed
+from .base import StagedModel, check_horizon, check_scheme, check_sealed
 
 __all__ = ["UFLModel", "load_definition", "definition_spec"]
 
@@ -59,11 +59,13 @@ class UFLModel(StagedModel):
     parameters = {}
     #: Default number of stages (parameter sets along the horizon), final time (pixel² units) and steps.
     nstages, time, steps = 1, 1.0, 8
+    #: Default time scheme (see :data:`~fem_crossdiff.model.base.SCHEME_NAMES`).
+    scheme = "semi-implicit"
     #: Set by :func:`load_definition` (or given by the subclass): where the class is defined.
     definition = None
 
     def __init__(self, stages=None, *, time=None, steps=None, nstages=None, name=None, description=None,
-                 provenance=None, **values):
+                 provenance=None, scheme=None, **values):
         cls = type(self)
         if not (isinstance(cls.components, int) and cls.components >= 1):
             raise ModelError(f"{cls.__name__}: components must be an integer >= 1, got {cls.components!r}")
@@ -78,6 +80,7 @@ class UFLModel(StagedModel):
         self.steps = cls.steps if steps is None else steps
         check_horizon(self.time, self.steps)
         self.time, self.steps = float(self.time), int(self.steps)
+        self.scheme = check_scheme(cls.scheme if scheme is None else scheme, f"model '{self.name}'")
         unknown = set(values) - set(cls.parameters)
         if unknown:
             raise ModelError(f"model '{self.name}' has no parameter {sorted(unknown)[0]!r}; its parameters are "
@@ -172,7 +175,7 @@ class UFLModel(StagedModel):
     # -- copies and files --------------------------------------------------------------------------------
     def fields(self):
         return dict(name=self.name, stages=[dict(st) for st in self.stages], time=self.time, steps=self.steps,
-                    description=self.description, provenance=dict(self.provenance))
+                    scheme=self.scheme, description=self.description, provenance=dict(self.provenance))
 
     def replace(self, **changes):
         """A validated copy with some fields changed."""
