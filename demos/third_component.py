@@ -4,7 +4,9 @@
 # The learning record (`fem_crossdiff/learned/README.md`) ends with a diagnosis: the shipped models sit at a local
 # optimum of the two-component family $w = (u, v)$, and what is left between them and BM3D is at texture and edges,
 # which would need more edge indicators. With user models in UFL this can be tested without changing the package:
-# the shipped σ = 25 model, written as a user model, **plus** a second edge indicator $v_2$,
+# the σ = 25 model of the semi-implicit scheme (the one shipped when the experiment was made, kept as
+# `demos/models/sigma25_semi_implicit.json`; every model here runs that scheme), written as a user model, **plus** a
+# second edge indicator $v_2$,
 #
 # $$D = \begin{pmatrix} d_{11}\,g_{11}(|\nabla u|)\,h_{11}(v_1)\,h_{12}(v_2) & (c+\beta)\,o & -\beta_2\\
 #                       (c-\beta)\,o & d_{22}\,g_{22}(v_1) & 0\\ \beta_2 & 0 & d_{33}\end{pmatrix},\qquad
@@ -46,7 +48,8 @@ from fem_crossdiff.model import load_definition                               # 
 
 SecondEdge = load_definition(os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "second_edge.py")
                              + ":SecondEdge")
-SHIPPED, NEW, H12, flat = (getattr(sys.modules[SecondEdge.__module__], n) for n in ("SHIPPED", "NEW", "H12", "flat"))
+SHIPPED, BASE_FILE, NEW, H12, flat = (getattr(sys.modules[SecondEdge.__module__], n)
+                                      for n in ("SHIPPED", "BASE_FILE", "NEW", "H12", "flat"))
 
 # %% [markdown]
 # With $h_{12} \equiv 1$ the (u, v₁) block is the family's $G^{1/2}MG^{1/2}$ with $G_{11}$ multiplied by $h_{12}$:
@@ -65,7 +68,7 @@ for label, model in (("control (2 components)", SHIPPED), ("second edge (3 compo
     for stale in (out, out + ".checkpoint"):
         if os.path.exists(stale):
             os.remove(stale)
-    init = dict(init=fc.shipped_model(25)) if model is SHIPPED else dict(model=model)
+    init = dict(init=BASE_FILE) if model is SHIPPED else dict(model=model)
     t0 = time.perf_counter()
     trained, history = fc.train(out, sigma255=25, patch=args.patch, per_image=1, maxiter=args.maxiter,
                                 refine=0, log=print, **init)
@@ -80,7 +83,7 @@ for label, model in (("control (2 components)", SHIPPED), ("second edge (3 compo
 # %%
 from fem_crossdiff.evaluation import evaluate, print_table, print_validation, validate   # noqa: E402
 crops = dict(patch=48, per_image=1) if args.quick else {}
-models = {"shipped": SHIPPED, **runs}
+models = {"base (semi-implicit σ 25)": SHIPPED, **runs}
 scores = validate(models, 25, log=lambda *a: None, **crops)
 print_validation(scores)
 rows = evaluate(models, sigmas=(25,), classic=False, baselines=False, log=lambda *a: None,

@@ -124,7 +124,7 @@ DENOISE = [
     (["in.npy", "o.npy", "--model", "bogus"], "unknown model 'bogus'"),
     (["in.npy", "o.npy", "--model", SHIPPED, "--steps", "3"], "3 steps would skip 9 of them"),
     (["in.npy", "o.npy", "--model", SHIPPED, "--time", "50"], "trained for the time horizon T = 2"),
-    (["in.npy", "o.npy", "--model", SHIPPED, "--scheme", "implicit"], "use the semi-implicit scheme"),
+    (["in.npy", "o.npy", "--model", SHIPPED, "--scheme", "implicit"], "use a scheme with lagged coefficients"),
     # model files
     (["in.npy", "o.npy", "--model", "folder.json"], "folder.json: is a directory, expected a model .json file"),
     (["in.npy", "o.npy", "--model", "none.json"], "none.json: no such model file"),

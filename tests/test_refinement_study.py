@@ -17,7 +17,7 @@ def test_eoc_and_table():
     assert "0.50" in t and "-" in t.splitlines()[-1]
 
 
-@pytest.mark.parametrize("scheme", ["semi-implicit", "implicit"])
+@pytest.mark.parametrize("scheme", ["semi-implicit", "implicit", "split"])
 def test_mms_space_order_of_first_order_schemes(scheme):
     """tau ~ h^2 so that the O(tau) error does not hide the O(h^2) L2 error."""
     e = space_convergence(mms_model("nonlinear-cross"), scheme, levels=3, steps0=2)
@@ -29,7 +29,7 @@ def test_mms_h1_seminorm_is_first_order():
     assert abs(eoc(e)[-1] - 1) < 0.15, (e, eoc(e))
 
 
-@pytest.mark.parametrize("scheme, order", [("semi-implicit", 1), ("crank-nicolson", 2)])
+@pytest.mark.parametrize("scheme, order", [("semi-implicit", 1), ("crank-nicolson", 2), ("split", 1)])
 def test_time_self_convergence_on_a_real_image(scheme, order):
     clean, _ = study_pair("coins", size=10)
     model = study_model("nonlinear-cross", time=1.0)

@@ -145,7 +145,7 @@ def test_conservation_and_unconditional_contraction(learned, rng):
                 assert abs(np.sum(grid.mass * new[0][..., c]) - before) < 1e-12 * scale * max(1.0, time ** 0.5)
             w = new
             norms.append(np.sum(grid.mass[..., None] * w[0] ** 2))
-        assert np.all(np.diff(norms) <= 1e-12 * norms[0]), norms
+        assert np.all(np.diff(norms) <= 1e-12 * norms[0] * max(1.0, time ** 0.5)), norms    # round-off grows with τ
 
 
 def test_interpolant_is_the_bilinear_one_of_the_refined_mesh(rng):

@@ -1,5 +1,8 @@
-"""SecondEdge: the shipped σ = 25 learned model written as a user model, plus a second edge indicator v2 that
-modulates u's edge stopping (``demos/third_component.py``'s experiment; see its text for the equations)."""
+"""SecondEdge: the σ = 25 learned model of the semi-implicit scheme (``sigma25_semi_implicit.json`` beside this file,
+the one shipped before the split scheme) written as a user model, plus a second edge indicator v2 that modulates u's
+edge stopping (``demos/third_component.py``'s experiment; see its text for the equations)."""
+import os
+
 import numpy as np
 import ufl
 
@@ -7,7 +10,8 @@ import fem_crossdiff as fc
 from fem_crossdiff.learning import BOUNDS
 from fem_crossdiff.model import UFLModel
 
-SHIPPED = fc.load_model(fc.shipped_model(25))
+BASE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sigma25_semi_implicit.json")
+SHIPPED = fc.load_model(BASE_FILE)          # the base model of the experiment (its scheme: semi-implicit)
 NEW = {"beta2": (-0.05, -20.0, 20.0), "d33": (1.0, 0.05, 50.0), "mu2": (0.0, 0.0, 5.0)}
 H12 = fc.Influence("rbf", "v", floor=1.0, centres=9, span=0.05)
 

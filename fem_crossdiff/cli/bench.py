@@ -32,9 +32,9 @@ def run(args):
     from ..evaluation.bench import run_batch_bench, run_bench, run_gradient_bench, run_large_bench
     check_counts(sizes=(args.sizes, 2), repeats=(args.repeats, 1), steps=(args.steps, 1), batch=(args.batch, 1))
     if args.batch:
-        run_batch_bench(args.batch, (args.sizes or [256])[0], args.colour, args.sigma)
+        run_batch_bench(args.batch, (args.sizes or [256])[0], args.colour, args.sigma, scheme=args.scheme)
     elif args.large:
-        run_large_bench(args.sizes or [512, 1024, 2048, 4096], args.colour, args.sigma)
+        run_large_bench(args.sizes or [512, 1024, 2048, 4096], args.colour, args.sigma, scheme=args.scheme)
     elif args.gradient:
         run_gradient_bench(sizes=args.sizes or [64, 128, 256], model=args.model or "sigma25",
                            repeats=args.repeats, steps=args.steps, checkpoints=args.checkpoints, scheme=args.scheme)

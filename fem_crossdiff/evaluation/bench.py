@@ -142,12 +142,12 @@ def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=N
     Every case runs in its own process so that peak memory is that of one gradient. Model: a shipped learned
     model (``sigma15``/``sigma25``) or a model JSON; ``steps`` overrides its number of time steps (same final
     time: a longer horizon). ``scheme``: the model's own (None) or another; a split-scheme model's gradient is
-    timed on the split scheme's fast path ("fast": :class:`~fem_crossdiff.learning.split_loss.SplitDatasetLoss`)
-    and on pyadjoint's tape of its UFL, a semi-implicit one's by the tape, the sweep keeping all states and 4
-    snapshots (default ``checkpoints``)."""
+    timed on the split scheme's fast path ("fast": :class:`~fem_crossdiff.learning.split_loss.SplitDatasetLoss`;
+    ``checkpoints`` ``tape`` adds pyadjoint's tape of its UFL, the reference: about 3.9 GiB at 128²), a
+    semi-implicit one's by the tape, the sweep keeping all states and 4 snapshots (default ``checkpoints``)."""
     split = uses_split_path(_bench_model(model), scheme)
     if checkpoints is None:
-        checkpoints = ("fast", None) if split else (None, "all", 4)
+        checkpoints = ("fast",) if split else (None, "all", 4)
     out(f"fem-crossdiff bench --gradient: model {model}, {scheme or 'its own scheme'}, {steps or 'its'} steps, "
         f"one image per gradient, best of {repeats}, one rank")
     out(f"{'size':>6} {'gradient':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "
@@ -230,12 +230,13 @@ def _photo_crops(count, size, colour, sigma255, folder):
     return paths, cleans
 
 
-def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print):
+def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print, scheme=None):
     """``fem-crossdiff denoise FOLDER --out-dir`` on ``count`` noisy ``size``² photographs (8-bit PNG), as a whole
     process (start-up, σ estimation, the learned default, writing), against BM3D — CBM3D in colour — on the same
-    files in one process (reading, denoising, writing), both timed as wall-clock processes."""
+    files in one process (reading, denoising, writing), both timed as wall-clock processes. ``scheme``: the learned
+    models' own (None) or another (``denoise --scheme``)."""
     out(f"fem-crossdiff bench --batch: {count} {'colour' if colour else 'grey'} photographs {size}², σ {sigma255:g}, "
-        "8-bit PNG, each command a whole process")
+        f"8-bit PNG, {scheme or 'the models’ own scheme'}, each command a whole process")
     with tempfile.TemporaryDirectory() as work:
         src, dst, ref = (os.path.join(work, d) for d in ("in", "out", "bm3d"))
         for d in (src, dst, ref):
@@ -243,8 +244,8 @@ def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print):
         paths, cleans = _photo_crops(count, size, colour, sigma255, src)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "fem_crossdiff.cli", "denoise", src, "--out-dir", dst, "--quiet"],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "fem_crossdiff.cli", "denoise", src, "--out-dir", dst, "--quiet",
+                               *(["--scheme", scheme] if scheme else [])], env=env, capture_output=True, text=True)
         t_ours = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"batch denoise failed: {proc.stderr[-800:]}")
@@ -276,8 +277,9 @@ def run_batch_bench(count=16, size=256, colour=False, sigma255=25.0, out=print):
         return dict(ours=t_ours, bm3d=t_bm3d, psnr=ours, psnr_bm3d=theirs)
 
 
-def large_case(size, colour, sigma255):
-    """Seconds and peak MiB of one learned denoise of a ``size``² image (tile by tile above 512² pixels), in this process."""
+def large_case(size, colour, sigma255, scheme=None):
+    """Seconds and peak MiB of one learned denoise of a ``size``² image (on the finite-element path tile by tile above
+    512² pixels), in this process."""
     from ..learned import blind_model
     base = load("retina", colour)
     reps = -(-size // min(base.shape[:2]))
@@ -286,20 +288,21 @@ def large_case(size, colour, sigma255):
     noisy = gaussian_noise(clean, sigma255 / 255, seed=0)
     model = blind_model(sigma255, kind="colour" if colour else "grey")
     t0 = time.perf_counter()
-    u = denoise(noisy, model)
+    u = denoise(noisy, model, scheme=scheme)
     seconds = time.perf_counter() - t0
     return dict(seconds=seconds, peak_mb=peak_memory_mb(), psnr=psnr(clean, u), noisy=psnr(clean, noisy))
 
 
-def run_large_bench(sizes=(512, 1024, 2048, 4096), colour=False, sigma255=25.0, out=print):
+def run_large_bench(sizes=(512, 1024, 2048, 4096), colour=False, sigma255=25.0, out=print, scheme=None):
     """Learned-model seconds per megapixel and peak memory per image size, each size in a process of its own (its
-    peak is its own); images above 512² pixels go tile by tile. ``colour``: colour images (the colour model)."""
-    out(f"fem-crossdiff bench --large: the learned {'colour' if colour else 'grey'} model, σ {sigma255:g}, one rank, "
-        "each size its own process (start-up excluded)")
+    peak is its own); on the finite-element path images above 512² pixels go tile by tile. ``colour``: colour images
+    (the colour model)."""
+    out(f"fem-crossdiff bench --large: the learned {'colour' if colour else 'grey'} model, σ {sigma255:g}, "
+        f"{scheme or 'its own scheme'}, one rank, each size its own process (start-up excluded)")
     out(f"{'size':>7} {'MP':>6} {'seconds':>9} {'s/MP':>7} {'peak MiB':>9} {'PSNR in':>8} {'PSNR out':>9}")
     rows = []
     for size in sizes:
-        r = _in_own_process("large_case", (size, colour, sigma255), f"large-image benchmark ({size}²)")
+        r = _in_own_process("large_case", (size, colour, sigma255, scheme), f"large-image benchmark ({size}²)")
         mp = size * size / 1e6
         rows.append(dict(size=size, **r))
         out(f"{size:>6}² {mp:>6.2f} {r['seconds']:>9.1f} {r['seconds'] / mp:>7.1f} {r['peak_mb']:>9.0f} "

@@ -3,7 +3,7 @@ on disk and called through ctypes. No Firedrake is needed (the split scheme's fa
 that cannot be built here leaves its caller on a slower path, and says so once.
 
 The compiler is ``$CC`` (default ``cc``), flags :data:`CFLAGS`; the cache is ``$FEM_CROSSDIFF_CACHE`` (default
-``~/.cache/fem_crossdiff/kernels``), one shared object per source text, compiler and flags, written to a temporary
+``~/.cache/fem_crossdiff/kernels``), one shared object per source text, compiler, flags and processor, written to a temporary
 name and renamed into place, so concurrent processes (MPI ranks) never load a half-written file.
 """
 import ctypes
@@ -18,8 +18,21 @@ import warnings
 __all__ = ["compile_kernel", "pointer", "SlowPathWarning", "CFLAGS", "cache_folder"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: Compiler flags of every kernel (no ``-march=native``: a shared cache may serve several machines).
-CFLAGS = ("-O3", "-fPIC", "-shared", "-std=c99")
+#: Compiler flags of every kernel (PyOP2's optimisation flags; the cache key holds this processor's model and flags,
+#: so a cache shared by several machines never serves one another's ``-march=native`` code).
+CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-shared", "-std=c99")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu():
+    """This processor's model name and feature flags (``/proc/cpuinfo``), or the platform's name."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as fh:
+            lines = [ln.strip() for ln in fh if ln.startswith(("model name", "flags"))]
+        return "\n".join(sorted(set(lines))) or platform.machine()
+    except OSError:
+        return platform.machine()
 
 
 class SlowPathWarning(UserWarning):
@@ -44,7 +57,7 @@ def compile_kernel(source, symbol, argtypes, **defines):
 def _build(code):
     """Path of the shared object of ``code``, compiled now unless cached."""
     cc = shlex.split(os.environ.get("CC") or "cc")
-    key = hashlib.sha256("\0".join([code, *cc, *CFLAGS]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([code, *cc, *CFLAGS, _cpu()]).encode()).hexdigest()[:32]
     folder = cache_folder()
     so = os.path.join(folder, f"{key}.so")
     if os.path.exists(so):
@@ -74,5 +87,8 @@ def _load(code, symbol, argtypes, source):
 
 
 def pointer(a, ctype=ctypes.c_double):
-    """A ctypes pointer to the data of the contiguous array ``a``."""
+    """A ctypes pointer to the data of the C-contiguous array ``a`` (anything else is a bug of the caller: a kernel
+    would read it in the wrong order)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"array of shape {a.shape} and strides {a.strides} is not C-contiguous")
     return a.ctypes.data_as(ctypes.POINTER(ctype))

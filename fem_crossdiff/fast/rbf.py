@@ -70,6 +70,7 @@ def _horner(R, base, a, floor):
     r""":math:`\text{floor} + e^{-z^2/2}\sum_m a_m R^m` by Horner's scheme (``rbf.c`` in one pass, else numpy)."""
     kernel = horner_kernel()
     if kernel is not None:
+        R, base = np.ascontiguousarray(R), np.ascontiguousarray(base)
         out, coef = np.empty(R.shape), np.asarray(a, dtype=float)
         kernel(R.size, pointer(R), pointer(base), pointer(coef), len(a), float(floor), pointer(out))
         return out
@@ -100,14 +101,10 @@ def rbf_parts(g, s, weights):
     z = np.clip(z0, -HORNER_Z_MAX, HORNER_Z_MAX)
     R, base = np.exp(z), np.exp(-0.5 * z * z)
     a = g.horner_coefficients(weights)
-    acc, macc = np.full_like(s, a[-1]), np.full_like(s, (len(a) - 1) * a[-1])
-    for m in range(len(a) - 2, -1, -1):                 # sum a_m R^m and sum m a_m R^m
-        acc *= R
-        acc += a[m]
-        macc *= R
-        macc += m * a[m]
-    value = g.floor + acc * base
-    slope = (macc - z * acc) * base * ((np.abs(z0) < HORNER_Z_MAX) / g.width)
+    total = _horner(R, base, a, 0.0)                                          # e^{-z²/2} Σ a_m R^m
+    moment = _horner(R, base, [m * am for m, am in enumerate(a)], 0.0)        # e^{-z²/2} Σ m a_m R^m
+    value = total + g.floor
+    slope = (moment - z * total) * ((np.abs(z0) < HORNER_Z_MAX) / g.width)
     decay = [math.exp(-0.5 * m * m) for m in range(g.centres)]
 
     def pgrad(bar):

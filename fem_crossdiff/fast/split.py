@@ -229,7 +229,7 @@ def solve_lines(b, D, tau, rhs, axis, transpose=False, kernels=None, work=None):
         ex, ey = Grid((H, W)).edges(D)
         return _solve_numpy(b, ex if axis == 1 else ey, tau, rhs, axis, transpose)
     b, D, rhs = (np.ascontiguousarray(a, dtype=float) for a in (b, D, rhs))
-    x = np.empty_like(rhs)
+    x = np.empty(rhs.shape)
     need = 6 * LINE_BLOCK * (W if axis == 1 else H)
     if work is None or work.size < need:
         work = np.empty(need)

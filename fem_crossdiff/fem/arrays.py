@@ -25,7 +25,7 @@ __all__ = ["denoise", "evolution_for", "memory_estimate", "available_memory", "c
 #: 11.2 GiB (estimate 11.1), the shipped learned model (804 parameters) 1024² 10.2 GiB (estimate 9.6).
 BASE_MEMORY, BYTES_PER_VERTEX = 0.3 * 2 ** 30, 2700
 #: The split scheme on grid arrays (:func:`split_fast_path`): bytes per grid node of one grey image (a colour model
-#: about twice as many), measured with ``/usr/bin/time -v`` (``demos/PHOTOGRAPHS.md`` §6).
+#: 2.5 times as many), from the peaks of ``fem-crossdiff bench --large`` (``demos/PHOTOGRAPHS.md`` §6).
 SPLIT_BYTES_PER_PIXEL = 200
 
 _CACHE, _MESHES = {}, {}
@@ -62,7 +62,7 @@ def memory_estimate(shape, refine, model, ranks=1, split=False):
     r = 2 ** int(refine)
     vertices = ((H - 1) * r + 1) * ((W - 1) * r + 1)
     if split:
-        return 0.1 * 2 ** 30 + vertices * SPLIT_BYTES_PER_PIXEL * (2 if getattr(model, "channels", 1) == 3 else 1)
+        return 0.1 * 2 ** 30 + vertices * SPLIT_BYTES_PER_PIXEL * (2.5 if getattr(model, "channels", 1) == 3 else 1)
     parameters = len(model.stages) * sum(n for _, n, _ in model.stage_layout)
     return BASE_MEMORY + vertices * (BYTES_PER_VERTEX + 8 * parameters) / ranks
 
@@ -172,9 +172,13 @@ def _denoise_evolution(img, model, refine, scheme, time, steps, solver_parameter
 #: faster there: setting up a mesh costs about as much per pixel as the solve, and windows share one
 #: (``demos/PHOTOGRAPHS.md``: 1024² in 18 s and 0.7 GiB tiled against 34 s and 3.4 GiB whole), so every image of more
 #: than one window's pixels goes tile by tile. The split scheme's grid arrays need no mesh and little memory per
-#: pixel: by default they solve the whole image (exactly), tile by tile only when ``tile`` is given.
+#: pixel: they solve the whole image at once (exactly) up to :data:`SPLIT_TILE_ABOVE` pixels.
 TILE, MARGIN = 512, 32
 TILE_ABOVE = TILE * TILE
+#: The split scheme's windows: an image of more than ``SPLIT_TILE_ABOVE`` pixels goes in windows of ``SPLIT_TILE``
+#: (faster than the whole image at once, whose arrays no longer fit the caches, and memory bounded by one window).
+SPLIT_TILE = 1024
+SPLIT_TILE_ABOVE = 2 * SPLIT_TILE * SPLIT_TILE
 
 
 def split_fast_path(model, scheme=None):
@@ -223,7 +227,8 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
 
     ``tile``: the window size of a tiled run: bounded memory, time linear in the pixels, windows dealt out over the
     ranks, the same result on any number of ranks. Default: on the finite-element path :data:`TILE` for images of
-    more than :data:`TILE_ABOVE` pixels, on the split scheme's never (0: never).
+    more than :data:`TILE_ABOVE` pixels, on the split scheme :data:`SPLIT_TILE` above :data:`SPLIT_TILE_ABOVE` (0:
+    never).
     ``own_rank``: solve on this rank alone (many images dealt out over the ranks), not on all of them together.
     """
     img = check_image(img, colour=True)
@@ -245,7 +250,8 @@ def denoise(img, model="nonlinear-complex", *, time=None, steps=None, refine=0, 
     scheme = model.scheme if scheme is None else scheme
     split = split_fast_path(model, scheme)
     if tile is None:
-        tile = TILE if img.shape[0] * img.shape[1] > TILE_ABOVE and not split else 0
+        pixels = img.shape[0] * img.shape[1]
+        tile = (SPLIT_TILE if pixels > SPLIT_TILE_ABOVE else 0) if split else (TILE if pixels > TILE_ABOVE else 0)
     if tile and max(img.shape[:2]) > tile:
         return _denoise_tiled(img, model, int(tile), MARGIN, refine, scheme, time, steps, solver_parameters, return_v,
                               own_rank)

@@ -412,8 +412,8 @@ ablaarphi)
             if s is not None:
                 hint = (f"Its flux |grad u| g11(|grad u|) decreases for |grad u| > {s:.3g} (Perona-Malik type, "
                         "forward-backward): the implicit step's nonlinear system is not monotone and Newton need not "
-                        "converge for any step size; use the semi-implicit scheme (lagged coefficients, what learned "
-                        "models are trained with).")
+                        "converge for any step size; use a scheme with lagged coefficients (semi-implicit or split: "
+                        "what learned models are trained with).")
         return EvolutionError(f"model '{self.model.name}', scheme {self.scheme}: the solver failed at step "
                               f"{n + 1}/{self.steps} (dt={float(self.dt.values()[0]):g}): {reason}. {hint}")
 

@@ -44,7 +44,7 @@ def refinement_study(quick=False, image="coins", size=16, log=print):
                      [None, None, None, None, None, ".1f"]))
 
     rows = []
-    for scheme, order in (("semi-implicit", 1), ("implicit", 1), ("crank-nicolson", 2)):
+    for scheme, order in (("semi-implicit", 1), ("implicit", 1), ("crank-nicolson", 2), ("split", 1)):
         t0 = _time.perf_counter()
         d = time_convergence(mms, scheme, levels=L)
         record(f"MMS tau, {scheme}", 0.25 * 2.0 ** -np.arange(L), d, order, "tau")
