@@ -13,11 +13,12 @@
 #    σ ∈ {10, 15, 25, 35, 50}, on the unclipped protocol and on 8-bit PNG inputs (clipped and rounded, as a file holds
 #    them); and interpolation against the nearest shipped model between levels;
 # 3. **colour** as one system (`fem_crossdiff.model.ColourModel`: luma by the grey learned model for $\sigma/\sqrt3$,
-#    chroma smoothed under luma's edges) against the grey model channel by channel, colour TV (oracle) and CBM3D;
+#    chroma smoothed away from the edges of the joint colour gradient) against the grey model channel by channel,
+#    colour TV (oracle) and CBM3D;
 # 4. **speckle** of L looks: the learned speckle model against the companion papers' nonlinear complex diffusion
 #    (tuned on training crops), and TV and BM3D on the bias-corrected log image.
 #
-# Run: `python demos/photographs.py` (about 15 minutes with BM3D installed; `--quick`: a minute, small crops).
+# Run: `python demos/photographs.py` (about 3 minutes with BM3D installed; `--quick`: half a minute, small crops).
 
 # %%
 import argparse
