@@ -1,4 +1,4 @@
-# make demo : set up everything (first time ~20 min, then seconds) and run the main demo
+# make demo : set up everything (first time ~30 min, then seconds) and run the main demo
 # make test : set up if needed and run the test suite (slow studies excluded; `make test-slow` runs them)
 SHELL := /bin/bash
 VENV  := .venv

@@ -97,15 +97,28 @@ def test_bench_prints_a_table(capsys):
         assert message in captured.err and "ms/step" not in captured.out
 
 
-def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys):
-    assert main(["bench", "--gradient", "--sizes", "16", "--repeats", "1", "--checkpoints", "tape", "2"]) == 0
+@pytest.mark.parametrize("scheme, checkpoints, labels", [
+    ("semi-implicit", ["tape", "2"], ["tape", "sweep:2"]),    # the tape and the reverse sweep with 2 snapshots
+    (None, [], ["fast"]),                                     # sigma25 is a split model: its own adjoint
+])
+def test_bench_gradient_prints_cost_ratios_and_peak_memory(capsys, scheme, checkpoints, labels):
+    args = ["bench", "--gradient", "--sizes", "16", "--repeats", "1"]
+    args += (["--scheme", scheme] if scheme else []) + (["--checkpoints", *checkpoints] if checkpoints else [])
+    assert main(args) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("16²")]
-    assert [r[1] for r in rows] == ["tape", "sweep:2"]
+    assert [r[1] for r in rows] == labels
     for r in rows:
         fast, ufl, taped, adjoint, peak = map(float, (r[2], r[3], r[4], r[5], r[-1]))
         assert min(fast, ufl, adjoint) > 0 and (taped > 0) == (r[1] == "tape")
         assert np.isclose(float(r[6]), (taped + adjoint) / ufl, rtol=0.1, atol=0.06)  # times printed to 1 ms
         assert 50 < peak < 24 * 1024                  # MiB of one Firedrake process, not KiB or bytes
+
+
+def test_bench_gradient_refuses_a_reverse_sweep_of_a_split_model_before_timing(capsys):
+    assert main(["bench", "--gradient", "--sizes", "16", "--checkpoints", "all"]) == 2
+    captured = capsys.readouterr()
+    assert "--checkpoints all: the reverse sweep runs the semi-implicit scheme" in captured.err
+    assert "--scheme semi-implicit" in captured.err and "16²" not in captured.out
 
 
 @pytest.mark.parametrize("args, message", [

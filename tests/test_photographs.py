@@ -31,6 +31,27 @@ def test_the_noise_level_is_estimated_within_two_levels_on_the_test_crops():
     assert estimate_sigma255(np.full((32, 32), 0.3)) < 1e-9                    # flat: no noise, no warning
 
 
+def test_the_noise_estimate_is_scikit_images_without_importing_its_restoration_module():
+    """estimate_sigma255 computes skimage.restoration.estimate_sigma (grey, colour: the channels' mean, a flat
+    image), and a denoise that needs it does not pay for scipy.stats (1.4 s of start-up)."""
+    import subprocess
+    import sys
+    import warnings
+    from skimage.restoration import estimate_sigma
+    from fem_crossdiff.imaging.noise import estimate_sigma255
+    rng = np.random.default_rng(3)
+    for img in (rng.random((40, 52)), rng.random((33, 47, 3)), np.full((20, 20), 0.5)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = estimate_sigma(img, channel_axis=-1 if img.ndim == 3 else None, average_sigmas=True)
+        assert abs(estimate_sigma255(img) - (255 * want if np.isfinite(want) else 0.0)) < 1e-9
+    code = ("import sys, numpy as np\nfrom fem_crossdiff.imaging.noise import estimate_sigma255\n"
+            "estimate_sigma255(np.random.default_rng(0).random((32, 32)))\n"
+            "print('scipy.stats' in sys.modules, 'skimage.restoration' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
 def test_colour_files_round_trip_in_colour_at_their_depth(tmp_path):
     import imageio.v3 as iio
     rng = np.random.default_rng(0)

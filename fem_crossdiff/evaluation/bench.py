@@ -145,9 +145,18 @@ def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=N
     timed on the split scheme's fast path ("fast": :class:`~fem_crossdiff.learning.split_loss.SplitDatasetLoss`;
     ``checkpoints`` ``tape`` adds pyadjoint's tape of its UFL, the reference: about 3.9 GiB at 128²), a
     semi-implicit one's by the tape, the sweep keeping all states and 4 snapshots (default ``checkpoints``)."""
-    split = uses_split_path(_bench_model(model), scheme)
+    m = _bench_model(model)
+    split = uses_split_path(m, scheme)
     if checkpoints is None:
         checkpoints = ("fast",) if split else (None, "all", 4)
+    sweeps = [ck for ck in checkpoints if ck not in (None, "fast")]
+    if split and sweeps:
+        raise InputError(f"bench --gradient --checkpoints {sweeps[0]}: the reverse sweep runs the semi-implicit "
+                         f"scheme, and model {model} is timed on the split scheme; add --scheme semi-implicit, "
+                         f"or time the split scheme's own adjoint (default) and pyadjoint's tape (tape)")
+    if not split and "fast" in checkpoints:
+        raise InputError(f"bench --gradient: the 'fast' gradient is the split scheme's; model {model} runs "
+                         f"the {scheme or m.scheme} scheme")
     out(f"fem-crossdiff bench --gradient: model {model}, {scheme or 'its own scheme'}, {steps or 'its'} steps, "
         f"one image per gradient, best of {repeats}, one rank")
     out(f"{'size':>6} {'gradient':>10} {'fwd fast s':>10} {'fwd UFL s':>10} {'taped fwd':>10} {'adjoint':>8} "

@@ -18,7 +18,7 @@ and a step is a few fixed sparse products:
    value array (or, if that array cannot be reached, gathered into an AIJ matrix sharing numpy arrays).
 
 Steps 2–4 are memory-bound in numpy (temporaries of 16 values per cell and field); a small C kernel
-(``gather.c``, compiled once by PyOP2's compiler and kept in its disk cache) does them in one pass
+(``gather.c``, compiled once by the system's C compiler and kept in a disk cache, :mod:`.compile`) does them in one pass
 over the matrix entries, reading the Gauss-point fields and writing each block value once. The numpy
 products remain as the reference and the fallback when no compiler is available.
 
