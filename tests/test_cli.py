@@ -143,7 +143,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path, capsys):
     model = str(tmp_path / "m.json")
     assert main(["train", "--out", model, "--images", "brick", "--patch", "16", "--per-image", "1",
                  "--stages", "1", "--steps", "3", "--centres", "3", "--maxiter", "2", "--modulation", "3",
-                 "--checkpoints", "2"]) == 0
+                 "--checkpoints", "2", "--scheme", "semi-implicit"]) == 0     # the sweep: a finite-element scheme
     saved = json.loads(Path(model).read_text())
     assert saved["h11"]["centres"] == 3 and saved["provenance"]["settings"]["modulation"] == 3
     assert saved["provenance"]["command"].startswith("fem-crossdiff train --out")

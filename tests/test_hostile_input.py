@@ -167,6 +167,8 @@ TRAIN = [
     (["--out", "earlier.json"], "earlier.json.checkpoint: holds the progress of an earlier run"),
     (["--out", "m.json", "--init", "none.json"], "none.json: no such model file"),
     (["--out", "m.json", "--images", "camera"], "are test images"),
+    (["--out", "m.json", "--checkpoints", "tape"], "--checkpoints tape: this model trains for the split scheme"),
+    (["--out", "m.json", "--checkpoints", "2"], "--checkpoints 2: this model trains for the split scheme"),
 ]
 
 

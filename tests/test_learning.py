@@ -247,10 +247,12 @@ def test_every_point_inside_the_bounds_is_elliptic(tiny):
         assert m.certificate() >= (1 - BOUNDS["rho"][1]) * BOUNDS["d11"][0] * model.g11.floor - 1e-15
 
 
-@pytest.mark.parametrize("scheme", ["split", "semi-implicit"])
-def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch, scheme):
+@pytest.mark.parametrize("scheme, rescale", [("split", False), ("semi-implicit", False), ("split", True)])
+def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(tmp_path, tiny, monkeypatch, scheme,
+                                                                               rescale):
     """For the default scheme of a new model (split: its fast loss) and for the semi-implicit one (the reverse
-    sweep of the finite-element path)."""
+    sweep of the finite-element path); and with ``rescale`` (L-BFGS-B on the parameters divided by their sizes:
+    the loss still sees every iterate inside the box of the parameters themselves)."""
     from fem_crossdiff.learning import loss as learning, split_loss
     seen = []
     loss_class = split_loss.SplitDatasetLoss if scheme == "split" else learning.DatasetLoss
@@ -260,8 +262,8 @@ def test_tiny_training_lowers_the_loss_keeps_iterates_in_bounds_and_generalises(
     out = str(tmp_path / "m.json")
     model, history = train(out, images=["brick", "text"], patch=20, per_image=1, stages=2, steps=4, time_=3.0,
                            centres=5, maxiter=4, log=lambda *a, **k: None,
-                           scheme=None if scheme == "split" else scheme)
-    assert model.scheme == scheme
+                           scheme=None if scheme == "split" else scheme, rescale=rescale)
+    assert model.scheme == scheme and model.provenance["settings"].get("rescale", False) == rescale
     box = np.array(bounds(model))
     assert seen and all(np.all((box[:, 0] <= x) & (x <= box[:, 1])) for x in seen)
     losses = [model.provenance["initial_loss"]] + [h["loss"] for h in history]

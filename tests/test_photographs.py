@@ -87,6 +87,30 @@ def test_a_colour_model_restores_colour_as_one_system_and_keeps_its_certificate(
         fc.load_model(tmp_path / "bad.json")
 
 
+def test_a_colour_model_file_made_before_the_chroma_exponent_reads_as_the_model_it_described():
+    """A stage without ``pc`` (or ``kappac``) is the model it was written for: exponent 1 (Perona–Malik's rational
+    influence), no chroma gradient in the stopping; an exponent p_c <= 0 is refused by name, and p_c != 1 changes
+    the output but not the certificate (the floor g_0 bounds g_c for every exponent)."""
+    from fem_crossdiff.fem.certify import sampled_ellipticity
+    from fem_crossdiff.model import ColourModel, model_from_dict
+    clean = centre_crop(load("chelsea", colour=True), 32)
+    _, noisy = noisy_pair(clean, 15, 2)
+    model = ColourModel(fc.load_model(fc.shipped_model(10)).replace(scheme="split"))
+    model = model.with_stages([dict(st, kappac=0.0, pc=1.0) for st in model.stages])
+    old = model.to_dict()
+    for st in old["stages"]:
+        del st["pc"], st["kappac"]
+    del old["digest"]
+    again = model_from_dict(old)
+    assert all(st["pc"] == 1.0 and st["kappac"] == 0.0 for st in again.stages)
+    assert np.array_equal(fc.denoise(noisy, again), fc.denoise(noisy, model))
+    sharp = model.with_stages([dict(st, pc=4.0) for st in model.stages])
+    assert not np.allclose(fc.denoise(noisy, sharp), fc.denoise(noisy, model))
+    assert sharp.certificate() == model.certificate() <= sampled_ellipticity(sharp) * (1 + 1e-12)
+    with pytest.raises(fc.ModelError, match="stage 0: .*pc=0 must be > 0"):
+        model.with_stages([dict(st, pc=0.0) for st in model.stages])
+
+
 def test_blind_model_serves_shipped_levels_interpolates_between_and_refuses_outside():
     from fem_crossdiff.learned import blind_model, shipped_models
     found = shipped_models()

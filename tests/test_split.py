@@ -72,8 +72,8 @@ def _pair(size=20, seed=1, colour=False):
 
 def _models(learned):
     luma = learned.replace(scheme="split")
-    colour = ColourModel(luma, [dict(st, dc=1.5 + k, kc=0.07, lamc=0.05, kappac=0.5 * (1 - k)) for k, st in
-                                enumerate(luma.stages)])             # kappac > 0 and = 0: both branches
+    colour = ColourModel(luma, [dict(st, dc=1.5 + k, kc=0.07, lamc=0.05, kappac=0.5 * (1 - k), pc=1.0 + 0.6 * k)
+                                for k, st in enumerate(luma.stages)])  # kappac > 0 and = 0: both branches
     return {"heat": make_model("heat", steps=3).replace(scheme="split"),
             "perona-malik": make_model("perona-malik", steps=3).replace(scheme="split"),
             "nonlinear-complex": make_model("nonlinear-complex", steps=3).replace(scheme="split"),

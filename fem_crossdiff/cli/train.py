@@ -44,6 +44,9 @@ def add_parser(sub):
     s.add_argument("--scheme", choices=SCHEME_NAMES,
                    help="time scheme to train for (default: --init's or --model's; a new model: split, the O(N) "
                         "line solves on the grid)")
+    s.add_argument("--rescale", action="store_true",
+                   help="let L-BFGS-B work on the parameters divided by their starting sizes (at least 1%% of their "
+                        "box), so that parameters of very different scales move alike (default: as they are)")
     s.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint")
     s.add_argument("--init", help="start from this learned model JSON instead of the default initial model")
     s.add_argument("--model", help="train a user model instead: its definition path/to/file.py:Class (its "
@@ -59,5 +62,5 @@ def run(args):
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
-          scheme=args.scheme)
+          scheme=args.scheme, rescale=args.rescale)
 

@@ -434,7 +434,7 @@ class SplitScheme:
                     g2 = g2 + p["kappac"] * c2
                     grads.append(cgrad)
             q = g2 / p["kc"] ** 2
-            gc = CHROMA_FLOOR + (1 - CHROMA_FLOOR) / (1 + q)
+            gc = CHROMA_FLOOR + (1 - CHROMA_FLOOR) * (1 + q) ** -p["pc"]
             e = np.zeros(gc.shape + (4,))
             e[..., 0] = e[..., 3] = p["dc"] * gc
             bc = np.repeat((m * (1 + tau * p["lamc"]))[..., None], 2, -1)
@@ -552,7 +552,9 @@ class SplitScheme:
             grads, q, gc = extra["chroma"]
             ebar = cells[1][..., 0] + cells[1][..., 3]
             pbar["dc"] += float(np.sum(ebar * gc))
-            dgc_dq = -(1 - CHROMA_FLOOR) / (1 + q) ** 2
+            gq = (1 - CHROMA_FLOOR) * (1 + q) ** -p["pc"]                   # gc - g0
+            pbar["pc"] += float(np.sum(ebar * p["dc"] * -gq * np.log1p(q)))
+            dgc_dq = -p["pc"] * gq / (1 + q)
             pbar["kc"] += float(np.sum(ebar * p["dc"] * dgc_dq * (-2 * q / p["kc"])))
             g2bar = ebar * p["dc"] * dgc_dq / p["kc"] ** 2                     # d/d s² of the cell coefficient
             g.grad2_adjoint(g2bar, grads[0], ubar)

@@ -101,7 +101,7 @@ def colour_start(sigma255):
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
-          looks=10.0, colour=False, scheme=None):
+          looks=10.0, colour=False, scheme=None, rescale=False):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -129,8 +129,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     ``scheme``: the time scheme to train for (recorded in the model: it runs with it by default); None keeps the
     scheme of ``init`` or ``model``, and a new template trains for ``"split"``. The built-in family and colour
     models train for the split scheme on its grid arrays (:class:`~.split_loss.SplitDatasetLoss`, the exact gradient
-    by the split steps' adjoint; ``checkpoints`` does not apply), any other case on the finite-element path
-    (:class:`DatasetLoss`)."""
+    by the split steps' adjoint, which keeps every state: ``checkpoints`` other than ``"all"`` is refused), any other case on the finite-element path
+    (:class:`DatasetLoss`).
+
+    ``rescale``: L-BFGS-B works on :math:`y = x/s`, :math:`s_i = \max(|x_{0,i}|, 0.01\,(b_i - a_i))` (:math:`x_0` the
+    start of this run, :math:`[a_i, b_i]` the box), so that parameters of very different sizes (a chroma diffusion
+    of 10, an edge scale of 0.05) move alike; the box and the minimiser are the same."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
@@ -163,6 +167,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         settings["colour"] = True
     if scheme is not None:
         settings["scheme"] = check_scheme(scheme, "--scheme")
+    if rescale:
+        settings["rescale"] = True
     if user:
         spec = (definition_spec(type(model), os.path.dirname(os.path.abspath(out))) if isinstance(model, UFLModel)
                 else model.name)
@@ -206,6 +212,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if not alpha > 0:
                 raise ModelError(f"model '{model.name}': its box admits models that are not uniformly elliptic "
                                  f"(sampled eigenvalue {alpha:.3g} of D's symmetric part); narrow the box")
+        if uses_split_path(model) and checkpoints != "all":
+            given = "tape" if checkpoints is None else checkpoints
+            raise InputError(f"--checkpoints {given}: this model trains for the split scheme, whose gradient is its "
+                             "own adjoint keeping every state ('all'); the tape and the checkpointed sweep belong to "
+                             "the finite-element schemes: drop --checkpoints, or add --scheme semi-implicit")
         pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
         if uses_split_path(model):
             losses = [SplitDatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective) for r in levels]
@@ -220,18 +231,22 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             box = [(x, x) if name in frozen else b for x, b, name in zip(x0, box, flat_names(model))]
         J0 = loss.loss(x0)
         scale = abs(J0) if objective == "mse" else 1.0       # "psnr": J is in dB already
+        lo, hi = np.array([b[0] for b in box]), np.array([b[1] for b in box])
+        size = np.maximum(np.abs(x0), 0.01 * (hi - lo)) if rescale else np.ones_like(x0)
+        size[size == 0] = 1.0                                  # a frozen parameter at 0
         initial = state["initial_loss"] if resume else J0
         t0 = time.perf_counter() - t_used
         last = {}
 
-        def fun(x):
-            """L-BFGS-B sees J/scale (order one) and its gradient."""
+        def fun(y):
+            """L-BFGS-B sees J/scale (order one) and its gradient, in y = x / size."""
+            x = y * size
             J, g = loss.loss_and_gradient(x)
-            last.update(x=x.copy(), J=J, g=g)
-            return J / scale, g / scale
+            last.update(x=x, J=J, g=g)
+            return J / scale, g * size / scale
 
         def callback(intermediate_result):
-            xk, J = intermediate_result.x, intermediate_result.fun * scale
+            xk, J = intermediate_result.x * size, intermediate_result.fun * scale
             current = model.with_stages(unpack(model, xk))
             pg = _projected_gradient(xk, last["g"], box) if np.array_equal(last.get("x"), xk) else float("nan")
             entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
@@ -252,10 +267,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             f"loss {J0:.6e} (PSNR {loss.psnr(J0):.2f} dB)")
         interrupted = False
         try:
-            res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=box, callback=callback,
+            res = minimize(fun, x0 / size, jac=True, method="L-BFGS-B", bounds=list(zip(lo / size, hi / size)),
+                           callback=callback,
                            options=dict(maxiter=maxiter - len(history), maxcor=20, ftol=1e-12, gtol=1e-8)
                            ) if len(history) < maxiter else None
-            x = res.x if res else pack(model)
+            x = np.clip(res.x * size, lo, hi) if res else pack(model)
         except KeyboardInterrupt:
             interrupted = True
             if history:

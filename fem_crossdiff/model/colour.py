@@ -10,13 +10,15 @@ whose rows are orthogonal, so i.i.d. RGB noise of variance :math:`\sigma^2` stay
 far smoother than luma. The state is :math:`w = (Y, v, C_1, C_2)`:
 
 .. math:: D = \begin{pmatrix} D_{\text{family}}(Y, v) & 0\\ 0 & d_c\,g_c(s)\,I_2\end{pmatrix},\qquad
-          g_c(s) = g_0 + \frac{1 - g_0}{1 + (s/k_c)^2},\qquad s^2 = |\nabla Y|^2 + \kappa_c\,(|\nabla C_1|^2 +
+          g_c(s) = g_0 + \frac{1 - g_0}{\big(1 + (s/k_c)^2\big)^{p_c}},\qquad s^2 = |\nabla Y|^2 + \kappa_c\,(|\nabla C_1|^2 +
           |\nabla C_2|^2),
 
 :math:`R = \big(R_{\text{family}}(Y, v; f_Y),\ \lambda_c(f_{C_1} - C_1),\ \lambda_c(f_{C_2} - C_2)\big)`: the
 (Y, v) block is the built-in learned family (a grey model, for the luma noise :math:`\sigma/\sqrt3`), and the chroma
 channels diffuse where the joint colour gradient :math:`s` — luma's, and with the weight :math:`\kappa_c \ge 0`
-chroma's own — has no edges (:math:`\kappa_c = 0`: luma's edges alone, the default). The output is RGB again (:data:`INVERSE`). The symmetric part of
+chroma's own — has no edges (:math:`\kappa_c = 0`: luma's edges alone, the default). The exponent
+:math:`p_c > 0` sets how sharply edges stop chroma (:math:`p_c = 1`, the default: Perona–Malik's rational function;
+large :math:`p_c`: close to :math:`e^{-p_c (s/k_c)^2}`). The output is RGB again (:data:`INVERSE`). The symmetric part of
 :math:`D` is block diagonal, so the certificate is :math:`\min(\alpha_{\text{family}}, d_c g_0)` per stage: box
 bounds on :math:`d_c` keep every iterate of training elliptic, as for the family.
 """
@@ -30,10 +32,13 @@ __all__ = ["ColourModel", "OPPONENT", "INVERSE", "CHROMA_PARAMETERS", "CHROMA_DE
 
 OPPONENT = np.array([[1 / 3, 1 / 3, 1 / 3], [1 / 2, 0.0, -1 / 2], [1 / 4, -1 / 2, 1 / 4]])
 INVERSE = np.linalg.inv(OPPONENT)
-#: Per-stage parameters of the chroma block: diffusion, edge threshold, fidelity, weight of the chroma gradient.
-CHROMA_PARAMETERS = ("dc", "kc", "lamc", "kappac")
+#: Per-stage parameters of the chroma block: diffusion, edge threshold, fidelity, weight of the chroma gradient,
+#: exponent of the influence function.
+CHROMA_PARAMETERS = ("dc", "kc", "lamc", "kappac", "pc")
 #: Their values where a stage (or an older model file) does not give them.
-CHROMA_DEFAULTS = {"dc": 2.0, "kc": 0.05, "lamc": 0.0, "kappac": 0.0}
+CHROMA_DEFAULTS = {"dc": 2.0, "kc": 0.05, "lamc": 0.0, "kappac": 0.0, "pc": 1.0}
+#: The chroma parameters that model files made before them lack (read as their defaults: the model they described).
+_LATER = {"kappac", "pc"}
 #: The floor :math:`g_0` of the chroma influence function.
 CHROMA_FLOOR = 0.02
 
@@ -60,15 +65,17 @@ class ColourModel(StagedModel):
             raise ModelError(f"colour model '{name}': {len(stages)} stages, its luma model has {len(luma.stages)}")
         self.stages = []
         for k, st in enumerate(stages):
-            required = set(CHROMA_PARAMETERS) - {"kappac"}            # absent from files made before it: 0
+            required = set(CHROMA_PARAMETERS) - _LATER
             if not isinstance(st, dict) or not required <= set(st):
                 raise ModelError(f"colour model '{name}' stage {k}: expected the luma parameters and "
                                  f"{', '.join(CHROMA_PARAMETERS)}")
             luma_part = luma.replace(stages=[{n: st[n] for n in luma.parameter_names if n in st}]).stages[0]
             chroma = {n: float(st.get(n, CHROMA_DEFAULTS[n])) for n in CHROMA_PARAMETERS}
-            if not (chroma["dc"] > 0 and chroma["kc"] > 0 and chroma["lamc"] >= 0 and chroma["kappac"] >= 0):
-                raise ModelError(f"colour model '{name}' stage {k}: dc={chroma['dc']:g}, kc={chroma['kc']:g} must "
-                                 f"be > 0 and lamc={chroma['lamc']:g}, kappac={chroma['kappac']:g} >= 0")
+            if not (chroma["dc"] > 0 and chroma["kc"] > 0 and chroma["lamc"] >= 0 and chroma["kappac"] >= 0
+                    and chroma["pc"] > 0):
+                raise ModelError(f"colour model '{name}' stage {k}: dc={chroma['dc']:g}, kc={chroma['kc']:g}, "
+                                 f"pc={chroma['pc']:g} must be > 0 and lamc={chroma['lamc']:g}, "
+                                 f"kappac={chroma['kappac']:g} >= 0")
             self.stages.append({**luma_part, **chroma})
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -104,7 +111,7 @@ class ColourModel(StagedModel):
         block = self.luma.diffusion(ufl.as_vector([w[0], w[1]]), p)
         grad2 = (ufl.inner(ufl.grad(w[0]), ufl.grad(w[0]))
                  + p["kappac"] * (ufl.inner(ufl.grad(w[2]), ufl.grad(w[2])) + ufl.inner(ufl.grad(w[3]), ufl.grad(w[3]))))
-        dc = p["dc"] * (CHROMA_FLOOR + (1 - CHROMA_FLOOR) / (1 + grad2 / p["kc"] ** 2))
+        dc = p["dc"] * (CHROMA_FLOOR + (1 - CHROMA_FLOOR) * (1 + grad2 / p["kc"] ** 2) ** -p["pc"])
         return ufl.as_matrix([[block[0, 0], block[0, 1], 0, 0], [block[1, 0], block[1, 1], 0, 0],
                               [0, 0, dc, 0], [0, 0, 0, dc]])
 
