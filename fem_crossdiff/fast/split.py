@@ -552,7 +552,7 @@ class SplitScheme:
             grads, q, gc = extra["chroma"]
             ebar = cells[1][..., 0] + cells[1][..., 3]
             pbar["dc"] += float(np.sum(ebar * gc))
-            gq = (1 - CHROMA_FLOOR) * (1 + q) ** -p["pc"]                   # gc - g0
+            gq = gc - CHROMA_FLOOR                                     # (1 - g0)(1 + q)^-pc, from the forward step
             pbar["pc"] += float(np.sum(ebar * p["dc"] * -gq * np.log1p(q)))
             dgc_dq = -p["pc"] * gq / (1 + q)
             pbar["kc"] += float(np.sum(ebar * p["dc"] * dgc_dq * (-2 * q / p["kc"])))

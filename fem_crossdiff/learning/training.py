@@ -129,8 +129,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     ``scheme``: the time scheme to train for (recorded in the model: it runs with it by default); None keeps the
     scheme of ``init`` or ``model``, and a new template trains for ``"split"``. The built-in family and colour
     models train for the split scheme on its grid arrays (:class:`~.split_loss.SplitDatasetLoss`, the exact gradient
-    by the split steps' adjoint, which keeps every state: ``checkpoints`` other than ``"all"`` is refused), any other case on the finite-element path
-    (:class:`DatasetLoss`).
+    by the split steps' adjoint, which keeps every state: ``checkpoints`` other than ``"all"`` is refused), any other
+    case on the finite-element path (:class:`DatasetLoss`).
 
     ``rescale``: L-BFGS-B works on :math:`y = x/s`, :math:`s_i = \max(|x_{0,i}|, 0.01\,(b_i - a_i))` (:math:`x_0` the
     start of this run, :math:`[a_i, b_i]` the box), so that parameters of very different sizes (a chroma diffusion

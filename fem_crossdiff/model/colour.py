@@ -10,16 +10,16 @@ whose rows are orthogonal, so i.i.d. RGB noise of variance :math:`\sigma^2` stay
 far smoother than luma. The state is :math:`w = (Y, v, C_1, C_2)`:
 
 .. math:: D = \begin{pmatrix} D_{\text{family}}(Y, v) & 0\\ 0 & d_c\,g_c(s)\,I_2\end{pmatrix},\qquad
-          g_c(s) = g_0 + \frac{1 - g_0}{\big(1 + (s/k_c)^2\big)^{p_c}},\qquad s^2 = |\nabla Y|^2 + \kappa_c\,(|\nabla C_1|^2 +
-          |\nabla C_2|^2),
+          g_c(s) = g_0 + \frac{1 - g_0}{\big(1 + (s/k_c)^2\big)^{p_c}},\qquad
+          s^2 = |\nabla Y|^2 + \kappa_c\,(|\nabla C_1|^2 + |\nabla C_2|^2),
 
 :math:`R = \big(R_{\text{family}}(Y, v; f_Y),\ \lambda_c(f_{C_1} - C_1),\ \lambda_c(f_{C_2} - C_2)\big)`: the
 (Y, v) block is the built-in learned family (a grey model, for the luma noise :math:`\sigma/\sqrt3`), and the chroma
 channels diffuse where the joint colour gradient :math:`s` — luma's, and with the weight :math:`\kappa_c \ge 0`
 chroma's own — has no edges (:math:`\kappa_c = 0`: luma's edges alone, the default). The exponent
 :math:`p_c > 0` sets how sharply edges stop chroma (:math:`p_c = 1`, the default: Perona–Malik's rational function;
-large :math:`p_c`: close to :math:`e^{-p_c (s/k_c)^2}`). The output is RGB again (:data:`INVERSE`). The symmetric part of
-:math:`D` is block diagonal, so the certificate is :math:`\min(\alpha_{\text{family}}, d_c g_0)` per stage: box
+large :math:`p_c`: close to :math:`e^{-p_c (s/k_c)^2}`). The output is RGB again (:data:`INVERSE`). The symmetric
+part of :math:`D` is block diagonal, so the certificate is :math:`\min(\alpha_{\text{family}}, d_c g_0)` per stage: box
 bounds on :math:`d_c` keep every iterate of training elliptic, as for the family.
 """
 import numpy as np
