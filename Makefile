@@ -1,5 +1,5 @@
-# make demo : set up everything (first time ~30 min, then seconds) and run the main demo
-# make test : set up if needed and run the test suite (slow studies excluded; `make test-slow` runs them)
+# make demo : set up everything (first time ~15 min on 2 cores, then seconds) and run the main demo
+# make test : set up if needed and run the test suite on every core (slow studies excluded; `make test-slow` runs them)
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -16,10 +16,10 @@ demo: setup
 	$(PY) demos/denoise_classic.py
 
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n auto --dist worksteal
 
 test-slow: setup
-	$(PY) -m pytest -q -ra -m slow
+	$(PY) -m pytest -q -ra -n auto --dist worksteal -m slow
 
 bench: setup
 	$(VENV)/bin/fem-crossdiff bench
