@@ -42,9 +42,9 @@ from fem_crossdiff.studies import (QUICK_LEVELS, STUDY_MODELS, adjoint_study, ad
                                    plot_adjoint_study, study_model, study_pair)
 
 parser = argparse.ArgumentParser(description="continuous vs discrete adjoint gradients under refinement")
-parser.add_argument("--quick", action="store_true", help="16x16 crop and fewer levels (about 2 minutes)")
-parser.add_argument("--model", default="learned-v", choices=STUDY_MODELS)
-parser.add_argument("--out", default="out/demos")
+parser.add_argument("--quick", action="store_true", help="16x16 crop and fewer levels (about 40 s)")
+parser.add_argument("--model", default="learned-v", choices=STUDY_MODELS, help="the model (default learned-v)")
+parser.add_argument("--out", default="out/demos", help="folder of the figures (default %(default)s)")
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)
 

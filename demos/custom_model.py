@@ -18,7 +18,8 @@
 # the usual training patches (adjoint gradients, box bounds), Taylor-test its gradient, and compare it with the
 # shipped two-component model on held-out crops of the training pictures (``fem-crossdiff validate``'s protocol).
 #
-# Run: `python demos/custom_model.py` (about 4 minutes; `--quick`: about 1 minute; figures in `out/demos/`).
+# Run: `python demos/custom_model.py` (about a minute; `--quick`: about 20 s — measured on a 2-core VM, 2026-12-04;
+# figures in `out/demos/`).
 
 # %%
 import argparse
@@ -64,8 +65,8 @@ TwoScales = load_definition(os.path.join(HERE, "models", "two_scales.py") + ":Tw
 
 # %%
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--quick", action="store_true", help="fewer patches and iterations (about a minute)")
-parser.add_argument("--out", default="out/demos")
+parser.add_argument("--quick", action="store_true", help="fewer patches and iterations (about 20 s)")
+parser.add_argument("--out", default="out/demos", help="folder of the figures (default %(default)s)")
 args = parser.parse_args()
 sys.argv = sys.argv[:1]                   # PETSc (started with Firedrake below) must not read this script's options
 os.makedirs(args.out, exist_ok=True)
@@ -100,7 +101,8 @@ patch, per_image, maxiter = (32, 1, 4) if args.quick else (48, 1, 15)
 trained, history = fc.train(out_json, model=model, sigma255=25, patch=patch, per_image=per_image, maxiter=maxiter,
                             log=lambda *a: None)
 print(f"trained in {time.perf_counter() - t0:.0f} s: training PSNR "
-      f"{10 * math.log10(1 / trained.provenance['initial_loss']):.2f} -> {trained.provenance['final_train_psnr']:.2f} dB "
+      f"{10 * math.log10(1 / trained.provenance['initial_loss']):.2f} -> "
+      f"{trained.provenance['final_train_psnr']:.2f} dB "
       f"over {len(history)} iterations; certificate {trained.certificate():.3g}")
 for k, stage in enumerate(trained.stages):
     print(f"  stage {k}: " + ", ".join(f"{name} {value:.3g}" for name, value in stage.items()))
@@ -155,5 +157,5 @@ for ax, img, title in zip(axes, [noisy, *parts], [f"noisy ({fc.psnr(clean, noisy
     ax.set_title(title)
     ax.axis("off")
 fig.tight_layout()
-fig.savefig(os.path.join(args.out, "custom_model.png"), dpi=100)
+fig.savefig(os.path.join(args.out, "custom_model.png"), dpi=100, bbox_inches="tight")
 print(f"wrote {os.path.join(args.out, 'custom_model.png')}")

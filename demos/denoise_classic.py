@@ -18,6 +18,7 @@
 # %%
 import argparse
 import os
+import sys
 
 import numpy as np
 from skimage.restoration import denoise_tv_chambolle
@@ -31,8 +32,9 @@ from fem_crossdiff.model import MODELS
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--quick", action="store_true", help="two images, σ=25 only, 128² crops")
-parser.add_argument("--out", default="out/demos")
+parser.add_argument("--out", default="out/demos", help="folder of the figures (default %(default)s)")
 args = parser.parse_args()
+sys.argv = sys.argv[:1]                   # PETSc (started with Firedrake below) must not read this script's options
 os.makedirs(args.out, exist_ok=True)
 sigmas = (25,) if args.quick else (15, 25)
 size = 128 if args.quick else 256
@@ -80,16 +82,20 @@ for sigma in sigmas:
 
 # %%
 columns = [c for c in rows[0] if c not in ("image", "sigma")]
+width = max(len("00.00 / 0.000"), *map(len, columns)) + 2            # a cell "PSNR / SSIM" or the longest name
 print(f"PSNR (dB) / SSIM on {size}² centre crops")
-print(f"{'image':<10}{'σ':>4}" + "".join(f"{c:>20}" for c in columns))
+print(f"{'image':<10}{'σ':>4}" + "".join(f"{c:>{width}}" for c in columns))
 for row in rows:
-    print(f"{row['image']:<10}{row['sigma']:>4}" + "".join(f"{row[c][0]:>13.2f} / {row[c][1]:.3f}" for c in columns))
+    print(f"{row['image']:<10}{row['sigma']:>4}"
+          + "".join(f"{f'{row[c][0]:.2f} / {row[c][1]:.3f}':>{width}}" for c in columns))
 for sigma in sigmas:
     mean = {c: np.mean([r[c][0] for r in rows if r["sigma"] == sigma]) for c in columns}
-    print(f"{'mean':<10}{sigma:>4}" + "".join(f"{mean[c]:>20.2f}" for c in columns))
+    print(f"{'mean':<10}{sigma:>4}" + "".join(f"{f'{mean[c]:.2f}':>{width}}" for c in columns))
 
 # %% [markdown]
 # ## The figure: noisy input, every model's $u(T)$ and its edge indicator $|v(T)|$
+#
+# Heat flow and Perona–Malik do not couple $u$ to $v$: their $v$ stays 0, and the panel says so.
 
 # %%
 import matplotlib
@@ -106,12 +112,16 @@ for (name, sigma), (clean, noisy, results) in panels.items():
     for j, (m, (u, v)) in enumerate(results.items(), start=1):
         axes[0, j].imshow(u, cmap="gray", vmin=0, vmax=1)
         axes[0, j].set_title(f"{m}\n{fc.psnr(clean, u):.2f} dB", fontsize=8)
-        axes[1, j].imshow(np.abs(v), cmap="magma")
-        axes[1, j].set_title("|v| (edges)", fontsize=8)
+        if np.any(v):
+            axes[1, j].imshow(np.abs(v), cmap="magma")
+            axes[1, j].set_title("|v| (edges)", fontsize=8)
+        else:                                             # v ≡ 0: no edge indicator to show
+            axes[1, j].text(0.5, 0.5, "no v\n(v ≡ 0: u not\ncoupled to v)", ha="center", va="center", fontsize=8,
+                            transform=axes[1, j].transAxes)
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()
     path = os.path.join(args.out, f"classic_{name}_sigma{sigma}.png")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 print(f"figures: {args.out}/classic_*.png")

@@ -5,8 +5,9 @@
 # nobody wrote down, or an OCT scan with multiplicative speckle. This demo measures, on test crops no training
 # touched, what `fem-crossdiff denoise photo.png out.png` does with each:
 #
-# 1. **the noise level**: estimated from the image (the median absolute deviation of its finest wavelet
-#    coefficients, `fem_crossdiff.imaging.noise.estimate_sigma255`) — its error on the test crops;
+# 1. **the noise level**: estimated from the image (the PCA of its weak-texture patches,
+#    `fem_crossdiff.imaging.noise.estimate_sigma255`) — its error on the test crops (the full record, textured and
+#    saturated crops too: `python -m fem_crossdiff.evaluation.blind`, `demos/PHOTOGRAPHS.md` §1–2);
 # 2. **the blind default**: the learned model for the estimated σ (`fem_crossdiff.learned.blind_model`: the shipped
 #    model at a shipped level, between two levels the convex combination of their parameters in $\log\sigma$ — inside
 #    the box bounds, so elliptic) against a model trained for the true σ and TV with the oracle weight, at

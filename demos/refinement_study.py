@@ -30,8 +30,9 @@ sys.argv = _argv
 from fem_crossdiff.studies import plot_refinement_study, refinement_study, roi_denoise  # noqa: E402
 
 parser = argparse.ArgumentParser(description="errors and observed orders under mesh and time refinement")
-parser.add_argument("--quick", action="store_true", help="fewer levels (about 2 minutes)")
-parser.add_argument("--out", default="out/demos")
+parser.add_argument("--quick", action="store_true",
+                    help="fewer levels (about 30 s; a minute on a first run, which compiles)")
+parser.add_argument("--out", default="out/demos", help="folder of the figures (default %(default)s)")
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)
 

@@ -33,10 +33,10 @@ import sys
 import time
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--maxiter", type=int, default=40)
-parser.add_argument("--patch", type=int, default=96)
+parser.add_argument("--maxiter", type=int, default=40, help="L-BFGS-B iterations of each run (default 40)")
+parser.add_argument("--patch", type=int, default=96, help="training patch size (default 96)")
 parser.add_argument("--quick", action="store_true", help="3 iterations, 32² patches, 48² held-out crops")
-parser.add_argument("--out", default="out/demos")
+parser.add_argument("--out", default="out/demos", help="folder of the figures (default %(default)s)")
 args = parser.parse_args()
 sys.argv = sys.argv[:1]
 if args.quick:
@@ -121,5 +121,5 @@ ax.axhline(0, color="k", lw=0.8)
 ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
 ax.set_ylabel("held-out PSNR: 3 components − control (dB)")
 fig.tight_layout()
-fig.savefig(os.path.join(args.out, "third_component.png"), dpi=100)
+fig.savefig(os.path.join(args.out, "third_component.png"), dpi=100, bbox_inches="tight")
 print(f"wrote {os.path.join(args.out, 'third_component.png')}")

@@ -4,10 +4,11 @@
 # The public test crops (camera, astronaut, coins, moon) are never used here. For each classic model we
 # search a small grid of its edge threshold and time horizon on 128² crops of *training* images and report the
 # parameters with the best mean PSNR at σ = 15 and σ = 25 (and, the same way, one TV-Chambolle weight). The result
-# is `fem_crossdiff/evaluation/tuned.json`, which
-# `fem-crossdiff evaluate` uses as "the best hand-tuned classic models", and which guided the models' defaults.
+# goes to `out/demos/tuned.json` (`--out`); with `--install` it replaces the package's
+# `fem_crossdiff/evaluation/tuned.json`, which `fem-crossdiff evaluate` uses as "the best hand-tuned classic
+# models", and which guided the models' defaults. Without `--install` the package's file is never written.
 #
-# Run: `python demos/tune_classic.py [--quick]`
+# Run: `python demos/tune_classic.py [--quick] [--install]`
 
 # %%
 import argparse
@@ -21,18 +22,42 @@ import time
 import numpy as np
 
 import fem_crossdiff as fc
+from fem_crossdiff.evaluation.tuned import TUNED
 from fem_crossdiff.imaging.baselines import tv_weight_for
 from fem_crossdiff.imaging.data import centre_crop, load
 from fem_crossdiff.imaging.noise import gaussian_noise
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--quick", action="store_true")
+parser = argparse.ArgumentParser(description="tune the classic models and TV's weight on training images")
+parser.add_argument("--quick", action="store_true", help="two images, 64² crops; nothing written")
 parser.add_argument("--speckle", type=float, metavar="L",
                     help="instead: tune nonlinear complex diffusion for speckle of L looks (added to the file)")
-parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fem_crossdiff", "evaluation",
-                                                 "tuned.json"))
+parser.add_argument("--out", default=os.path.join("out", "demos", "tuned.json"),
+                    help="the file written (default %(default)s; the package's own file only with --install)")
+parser.add_argument("--install", action="store_true",
+                    help=f"write the package's {TUNED} instead (what fem-crossdiff evaluate uses)")
 args = parser.parse_args()
 sys.argv = sys.argv[:1]                   # PETSc (started with Firedrake later) must not read these options
+if args.install and args.out != parser.get_default("out"):
+    parser.error("--install writes the package's file: give it or --out, not both")
+elif args.install:
+    args.out = TUNED
+elif os.path.abspath(args.out) == os.path.abspath(TUNED):
+    parser.error(f"--out {args.out} is the package's own file: pass --install to replace it")
+
+
+def previous():
+    """The file this run adds to: --out if it exists, else the package's file (its other parts are kept)."""
+    path = args.out if os.path.exists(args.out) else TUNED
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def write(content):
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(content, fh, indent=1)
+    print(f"wrote {args.out}" + ("" if args.install else " (the package's file is unchanged; --install replaces it)"))
+
 
 images = ["brick", "text", "clock", "chelsea"][: 2 if args.quick else None]
 size = 64 if args.quick else 128
@@ -69,15 +94,12 @@ if args.speckle:
         score = np.mean([fc.psnr(c, fc.denoise(f, "nonlinear-complex", **params)) for c, f in data])
         best = max(best, (score, params), key=lambda b: b[0])
     print(f"speckle {args.speckle:g} looks: nonlinear-complex {best[1]}  mean train PSNR {best[0]:.2f} dB")
-    with open(args.out) as fh:
-        tuned = json.load(fh)
+    tuned = previous()
     tuned.setdefault("speckle", {})[f"{args.speckle:g}"] = {"nonlinear-complex": dict(
         params=best[1], train_psnr=round(float(best[0]), 3),
         provenance=f"python demos/tune_classic.py --speckle {args.speckle:g}", images=images, size=size)}
     if not args.quick:
-        with open(args.out, "w") as fh:
-            json.dump(tuned, fh, indent=1)
-        print(f"wrote {args.out}")
+        write(tuned)
     raise SystemExit(0)
 
 # %%
@@ -103,13 +125,9 @@ for sigma in (15, 25):
     print(f"σ={sigma:2d} {'tv-chambolle':18s} weight {weight:.4f}  mean train PSNR {score:.2f} dB", flush=True)
 
 # %%
-provenance = dict(command="python demos/tune_classic.py" + (" --quick" if args.quick else ""),
+provenance = dict(command="python demos/tune_classic.py" + (" --quick" if args.quick else "")
+                  + (" --install" if args.install else ""),
                   images=images, size=size, seeds="100+i", grids=GRIDS)
 if not args.quick:
-    kept = {}
-    if os.path.exists(args.out):                              # the speckle part is tuned by --speckle: keep it
-        with open(args.out) as fh:
-            kept = {k: v for k, v in json.load(fh).items() if k == "speckle"}
-    with open(args.out, "w") as fh:
-        json.dump(dict(tuned=results, tv=tv, provenance=provenance, **kept), fh, indent=1)
-    print(f"wrote {args.out}")
+    kept = {k: v for k, v in previous().items() if k == "speckle"}   # tuned by --speckle: kept
+    write(dict(tuned=results, tv=tv, provenance=provenance, **kept))

@@ -105,7 +105,7 @@ DENOISE = [
     (["in.npy", "exists.npy"], "exists.npy: exists; pass --force to replace it"),
     (["in.npy", "o.npy", "--edges", "exists.npy"], "exists.npy: exists; pass --force to replace it"),
     (["in.npy", "o.gif"], "o.gif: cannot write '.gif' files"),
-    (["in.npy", "o.npy", "--edges", "e.jpg"], "e.jpg: cannot write '.jpg' files"),
+    (["in.npy", "o.npy", "--edges", "e.gif"], "e.gif: cannot write '.gif' files"),
     (["in.npy", "nowhere/o.npy"], "does not exist"),
     (["in.npy", "folder", "--force"], "folder: is a directory, expected a file name"),
     # parameters

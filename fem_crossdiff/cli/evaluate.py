@@ -1,7 +1,9 @@
 """``fem-crossdiff evaluate`` (the public test crops) and ``fem-crossdiff validate`` (held-out crops of the
 training pictures: how models are chosen)."""
 import os
+import sys
 
+from ..errors import check_counts
 from ..learned import HELDOUT
 from .common import rank0
 
@@ -31,7 +33,8 @@ def add_parser(sub):
     s.add_argument("--seed", type=int, default=HELDOUT["seed"], help="crops and noise (default %(default)s)")
     s.add_argument("--refine", type=int, default=0, help="also run the models on a refined mesh")
     s.add_argument("--colour", action="store_true", help="colour crops of the colour training pictures")
-    s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian")
+    s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian",
+                   help="speckle: multiplicative noise of --looks (default gaussian)")
     s.add_argument("--looks", type=float, default=10.0, help="--noise speckle: looks (default 10)")
     s.set_defaults(func=run_validate, firedrake=True)
 
@@ -43,11 +46,18 @@ def _load_labelled(paths):
     return {(n if names.count(n) == 1 else p): load_model(p) for n, p in zip(names, paths)}
 
 
+def _progress(line):
+    """A progress line on stderr (rank 0), so that the table on stdout stays clean."""
+    if rank0():
+        print(f"fem-crossdiff evaluate: {line}", file=sys.stderr, flush=True)
+
+
 def run_evaluate(args):
     from ..evaluation.testcrops import evaluate, print_table
+    check_counts(refine=(args.refine, 0))
     models = _load_labelled(args.model) if args.model else None
     rows = evaluate(models, sigmas=args.sigma, size=args.size, classic=not args.no_classic,
-                    baselines=not args.no_baselines, refine=args.refine, log=lambda *a: None, noise=args.noise,
+                    baselines=not args.no_baselines, refine=args.refine, log=_progress, noise=args.noise,
                     colour=args.colour, png=args.png)
     if rank0():
         print_table(rows)

@@ -9,10 +9,11 @@ from .common import say
 
 def add_parser(sub):
     s = sub.add_parser("adjoint-study", help="continuous vs discrete adjoint vs finite differences under refinement")
-    s.add_argument("--model", default="learned-v", choices=STUDY_MODELS)
-    s.add_argument("--image", default="coins")
+    s.add_argument("--model", default="learned-v", choices=STUDY_MODELS,
+                   help="the model whose gradient is compared (default learned-v: a two-stage learned-type model)")
+    s.add_argument("--image", default="coins", help="bundled picture to crop (default coins)")
     s.add_argument("--size", type=int, default=32, help="crop size in pixels (default 32)")
-    s.add_argument("--sigma", type=float, default=25.0)
+    s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
     for name, (least, text) in STUDY_COUNTS.items():
         quick = f"; --quick: {QUICK_LEVELS[name]}" if name in QUICK_LEVELS else ""
         s.add_argument("--" + name.replace("_", "-"), type=int,
@@ -20,14 +21,14 @@ def add_parser(sub):
     s.add_argument("--state-term", default="explicit", choices=["explicit", "implicit"],
                    help="D'(w) term of the implicit-Euler adjoint (default explicit)")
     s.add_argument("--quick", action="store_true", help="16x16 crop, fewer levels (unless given)")
-    s.add_argument("--out", default=OUT)
+    s.add_argument("--out", default=OUT, help="folder of the figure and JSON (default %(default)s)")
     s.set_defaults(func=run_adjoint_study, firedrake=True)
 
     s = sub.add_parser("refinement-study", help="errors and observed orders in h and dt (MMS, real image, J, grad J)")
     s.add_argument("--quick", action="store_true", help="fewer levels")
-    s.add_argument("--image", default="coins")
+    s.add_argument("--image", default="coins", help="bundled picture for the real-image runs (default coins)")
     s.add_argument("--no-roi", action="store_true", help="skip the gmsh region-of-interest run")
-    s.add_argument("--out", default=OUT)
+    s.add_argument("--out", default=OUT, help="folder of the figures (default %(default)s)")
     s.set_defaults(func=run_refinement_study, firedrake=True)
 
 

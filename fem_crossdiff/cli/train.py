@@ -1,7 +1,7 @@
 """``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures."""
 from ..learning.settings import MISFITS, OBJECTIVES
 from ..model.base import SCHEME_NAMES
-from .common import checkpoints_option
+from .common import checkpoints_option, say
 
 NAME, HELP = "train", "learn a cross-diffusion model from (clean, noisy) pairs"
 
@@ -15,15 +15,18 @@ def add_parser(sub):
                    help="the noise to remove (default gaussian; speckle: multiplicative Gamma noise of --looks)")
     s.add_argument("--looks", type=float, default=10.0, help="--noise speckle: equivalent number of looks "
                                                              "(default 10)")
-    s.add_argument("--colour", action="store_true", help="train a colour model's chroma on colour patches (start: --init, else the grey models' luma for σ/√3)")
-    s.add_argument("--patch", type=int, default=64)
+    s.add_argument("--colour", action="store_true", help="train a colour model's chroma on colour patches "
+                                                         "(start: --init, else the grey models' luma for σ/√3)")
+    s.add_argument("--patch", type=int, default=64, help="training patch size in pixels (default 64)")
     s.add_argument("--per-image", type=int, default=2, help="patches per image (default 2)")
-    s.add_argument("--stages", type=int, default=3)
-    s.add_argument("--steps", type=int, default=12)
-    s.add_argument("--time", type=float, default=2.0)
+    s.add_argument("--stages", type=int, default=3, help="stages: parameter sets, each for an equal share of the "
+                                                         "steps (default 3)")
+    s.add_argument("--steps", type=int, default=12, help="time steps to --time (default 12)")
+    s.add_argument("--time", type=float, default=2.0, help="final time T, pixel² units (default 2)")
     s.add_argument("--centres", type=int, default=16, help="RBF centres per influence function (default 16)")
-    s.add_argument("--maxiter", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--maxiter", type=int, default=100, help="L-BFGS-B iterations at most (default 100); the time "
+                                                            "per iteration is estimated after the first")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the patches and their noise (default 0)")
     s.add_argument("--misfit", choices=MISFITS, default="L2",
                    help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
     s.add_argument("--objective", choices=OBJECTIVES, default="mse",
@@ -55,6 +58,24 @@ def add_parser(sub):
     s.set_defaults(func=run, firedrake=True)
 
 
+class TimeLeft:
+    """The training's ``progress`` hook: after the first iteration of a run, its time per iteration and the time the
+    rest may take (at most ``maxiter`` iterations; L-BFGS-B may stop earlier), said once."""
+
+    def __init__(self, out=say):
+        self.out, self.said = out, False
+
+    def __call__(self, entry, maxiter):
+        if self.said:
+            return
+        self.said = True
+        per = entry["elapsed"] / entry["iteration"]
+        left = max(maxiter - entry["iteration"], 0) * per
+        rest = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+        self.out(f"about {per:.1f} s per iteration: ~{rest} more for --maxiter {maxiter} (at most; L-BFGS-B may "
+                 "stop earlier)")
+
+
 def run(args):
     from ..learning.training import train
     train(args.out, images=args.images, sigma255=args.sigma, patch=args.patch, per_image=args.per_image,
@@ -62,5 +83,5 @@ def run(args):
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
-          scheme=args.scheme, rescale=args.rescale)
+          scheme=args.scheme, rescale=args.rescale, progress=TimeLeft())
 

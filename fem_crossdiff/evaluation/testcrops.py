@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ..errors import check_counts
 from ..fem import denoise
 from ..imaging.baselines import bm3d_denoise, bm3d_log, tv_log_oracle, tv_oracle
 from ..imaging.data import check_sigma255, test_set
@@ -67,8 +68,10 @@ def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=Tru
     file holds them (clipped to [0, 1] and rounded). ``refine > 0`` also runs the learned models on a mesh refined
     that many times (the image as its bilinear interpolant, read back at the pixel centres): a
     resolution-independence check. Every level is checked first (a shipped model and tuned parameters where they
-    are needed), so a bad level is refused before any work.
+    are needed), so a bad level is refused before any work. ``log``: one line per image and method as it is done
+    (its PSNR and seconds), so that a long evaluation shows its progress.
     """
+    check_counts(refine=(refine, 0))
     kind = "speckle" if noise == "speckle" else ("colour" if colour else "grey")
     for level in sigmas:
         if noise == "gaussian":
@@ -81,36 +84,46 @@ def evaluate(models=None, sigmas=(15, 25), size=256, classic=True, baselines=Tru
         if baselines and noise == "gaussian" and not colour:
             tuned_tv_weight(level)
     rows = []
+    what = "looks" if noise == "speckle" else "σ"
     for level in sigmas:
         methods = _methods(models, level, noise, colour, classic, refine)
-        for image, clean, noisy in test_set(level, size=size, colour=colour, kind=noise):
+        crops = test_set(level, size=size, colour=colour, kind=noise)
+        width = max(len(image) for image, _, _ in crops)
+        for i, (image, clean, noisy) in enumerate(crops, start=1):
             if png:
                 noisy = np.round(np.clip(noisy, 0.0, 1.0) * 255) / 255
-            rows.append(("noisy", image, level, psnr(clean, noisy), ssim(clean, noisy), 0.0))
+            tag = f"{image} ({i}/{len(crops)}):"
+            where = f"{what} {level:g}, {tag:<{width + 7}}"
+
+            def add(label, u, seconds):
+                rows.append((label, image, level, psnr(clean, u), ssim(clean, u), seconds))
+                log(f"{where} {label:<26} {rows[-1][3]:6.2f} dB {seconds:7.1f} s")
+
+            add("noisy", noisy, 0.0)
             for label, fn in methods.items():
                 t0 = time.perf_counter()
                 u = fn(noisy)
-                rows.append((label, image, level, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+                add(label, u, time.perf_counter() - t0)
             if baselines:
                 t0 = time.perf_counter()
                 for label, u in _baselines(clean, noisy, level, noise, colour):
-                    rows.append((label, image, level, psnr(clean, u), ssim(clean, u), time.perf_counter() - t0))
+                    add(label, u, time.perf_counter() - t0)
                     t0 = time.perf_counter()
-            log(f"  {level} {image} done")
     return rows
 
 
 def print_table(rows, out=print):
     """PSNR / SSIM per method (rows) and image (columns), with the mean per σ."""
     methods = list(dict.fromkeys(r[0] for r in rows))
+    width = max(20, *(len(m) + 2 for m in methods))          # the longest label and two spaces
     for sigma in sorted({r[2] for r in rows}):
         images = list(dict.fromkeys(r[1] for r in rows if r[2] == sigma))
         out(f"\nlevel {sigma:g} (σ, or looks for speckle): PSNR (dB) / SSIM")
-        out(f"{'method':<20}" + "".join(f"{im:>17}" for im in images) + f"{'mean':>17}")
+        out(f"{'method':<{width}}" + "".join(f"{im:>17}" for im in images) + f"{'mean':>17}")
         for m in methods:
             sel = {r[1]: r for r in rows if r[0] == m and r[2] == sigma}
             if not sel:
                 continue
             cells = "".join(f"{sel[im][3]:>9.2f} / {sel[im][4]:.3f}" for im in images)
             mean_p, mean_s = np.mean([r[3] for r in sel.values()]), np.mean([r[4] for r in sel.values()])
-            out(f"{m:<20}{cells}{mean_p:>9.2f} / {mean_s:.3f}")
+            out(f"{m:<{width}}{cells}{mean_p:>9.2f} / {mean_s:.3f}")

@@ -1,5 +1,6 @@
 """Training: L-BFGS-B with box bounds over :class:`~fem_crossdiff.learning.loss.DatasetLoss`, resumable from a file
-written after every iteration, the model saved with its provenance (command, settings, losses, chain of runs)."""
+written after every iteration (one whose fields are not what a run writes is refused by name), the model saved with
+its provenance (command, settings, losses, chain of runs)."""
 import fcntl
 import json
 import os
@@ -86,7 +87,24 @@ class ResumeFile:
         if not (isinstance(state, dict) and {"settings", "model", "history", "elapsed", "initial_loss"} <= set(state)
                 and isinstance(state["history"], list) and state["history"]):
             raise InputError(f"{self.path}: not a complete training state (settings, model, history)")
+        self._check_number(state["elapsed"], '"elapsed"', least=0.0)
+        self._check_number(state["initial_loss"], '"initial_loss"')
+        for k, entry in enumerate(state["history"]):
+            if not isinstance(entry, dict):
+                raise InputError(f"{self.path}: history entry {k + 1} is {entry!r}; expected a JSON object")
+            for key in ("loss", "elapsed"):
+                if key not in entry:
+                    raise InputError(f"{self.path}: history entry {k + 1} has no \"{key}\"")
+                self._check_number(entry[key], f'"{key}" of history entry {k + 1}')
         return state
+
+    def _check_number(self, value, field, least=None):
+        """Refuse a field of the training state that is not a finite number (``>= least``), naming the file."""
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)
+                or (least is not None and value < least)):
+            expected = "a finite number" + ("" if least is None else f" >= {least:g}")
+            raise InputError(f"{self.path}: field {field} is {value!r}; expected {expected} (the training state "
+                             "is corrupt: restore it, or remove it to start afresh)")
 
 
 def colour_start(sigma255):
@@ -101,7 +119,7 @@ def colour_start(sigma255):
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
-          looks=10.0, colour=False, scheme=None, rescale=False):
+          looks=10.0, colour=False, scheme=None, rescale=False, progress=None):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -118,8 +136,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
 
     ``model``: train a user model instead (a :class:`~fem_crossdiff.model.UFLModel`, or its definition
     ``path/to/file.py:Class`` / registered name): its parameters within its box, on the UFL path; before the first
-    iteration its box is sampled for ellipticity (:func:`~fem_crossdiff.fem.certify.sampled_ellipticity`), so that
-    every iterate is elliptic. ``modulation`` and ``psi`` belong to the built-in family and are ignored.
+    iteration its box is sampled for ellipticity (:func:`~fem_crossdiff.fem.certify.sampled_ellipticity`, over the
+    states the training patches reach), so that every iterate is elliptic. ``modulation`` and ``psi`` belong to the
+    built-in family and are ignored.
 
     ``noise="speckle"``: train for multiplicative Gamma noise of ``looks`` (``sigma255`` unused). ``colour``: train a
     colour model (:class:`~fem_crossdiff.model.ColourModel`) on colour patches — the chroma block only, the luma
@@ -134,7 +153,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
 
     ``rescale``: L-BFGS-B works on :math:`y = x/s`, :math:`s_i = \max(|x_{0,i}|, 0.01\,(b_i - a_i))` (:math:`x_0` the
     start of this run, :math:`[a_i, b_i]` the box), so that parameters of very different sizes (a chroma diffusion
-    of 10, an edge scale of 0.05) move alike; the box and the minimiser are the same."""
+    of 10, an edge scale of 0.05) move alike; the box and the minimiser are the same.
+
+    ``progress``: called on rank 0 after every iteration with its history entry (``iteration``, ``elapsed`` seconds
+    since the run began, resumed runs included) and ``maxiter`` (the command line prints an estimate of the time
+    left from it)."""
     rank0 = MPI.COMM_WORLD.rank == 0
     log = log if rank0 else (lambda *a, **k: None)
     if not out.endswith(".json"):
@@ -194,7 +217,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if state["settings"] != settings:
                 raise InputError(f"{ckpt.path}: checkpoint was made with other settings {state['settings']}; "
                                  "rerun with the same options or without --resume")
-            model = model_from_dict(state["model"], ckpt.path, os.path.dirname(os.path.abspath(out)))
+            model = model_from_dict(state["model"], ckpt.path, os.path.dirname(os.path.abspath(out)), file=True)
             history, t_used = state["history"], state["elapsed"]
             log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
         elif colour and not user and not init:
@@ -206,9 +229,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 model = with_psi(model, psi) if psi else model
         if scheme is not None or not (init or user or resume):
             model = model.replace(scheme=scheme or "split")
+        pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
+        # the states the training data can reach (u over the noisy patches' range): what ellipticity is sampled on
+        data_range = (min(float(np.min(f)) for _, f in pairs), max(float(np.max(f)) for _, f in pairs))
         box_alpha = None                 # a user model without its own bound: the sampled minimum over its box
         if isinstance(model, UFLModel):
-            alpha = box_alpha = sampled_ellipticity(model, box_samples=16)
+            alpha = box_alpha = sampled_ellipticity(model, box_samples=16, data_range=data_range)
             if not alpha > 0:
                 raise ModelError(f"model '{model.name}': its box admits models that are not uniformly elliptic "
                                  f"(sampled eigenvalue {alpha:.3g} of D's symmetric part); narrow the box")
@@ -217,7 +243,6 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             raise InputError(f"--checkpoints {given}: this model trains for the split scheme, whose gradient is its "
                              "own adjoint keeping every state ('all'); the tape and the checkpointed sweep belong to "
                              "the finite-element schemes: drop --checkpoints, or add --scheme semi-implicit")
-        pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
         if uses_split_path(model):
             losses = [SplitDatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective) for r in levels]
         else:
@@ -255,6 +280,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             history.append(entry)
             log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
                 f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
+            if progress is not None and rank0:
+                progress(entry, maxiter)
             if rank0:
                 ckpt.save(dict(settings=settings, model=model_dict(current, out), history=history,
                                elapsed=entry["elapsed"], initial_loss=initial))
@@ -278,8 +305,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 log(f"\ninterrupted: state of iteration {len(history)} is in {ckpt.path}; continue with --resume")
             else:
                 log("\ninterrupted before the first iteration finished: nothing saved; start again without --resume")
-            x = pack(model_from_dict(ckpt.load()["model"], ckpt.path, os.path.dirname(os.path.abspath(out)))) \
-            if history else x0
+            folder = os.path.dirname(os.path.abspath(out))
+            x = pack(model_from_dict(ckpt.load()["model"], ckpt.path, folder, file=True)) if history else x0
         final = model.with_stages(unpack(model, x))
         Jf = loss.loss(x)
         final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
@@ -290,7 +317,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         if init:
             final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
         final.check_elliptic(out)
-        certify(final)
+        certify(final, data_range)
         if rank0 and not interrupted:
             try:
                 save_model(final, out)

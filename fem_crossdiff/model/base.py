@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["StagedModel", "check_horizon", "check_scheme", "check_sealed", "content_digest", "FORMAT_VERSION",
-           "SCHEME_NAMES"]
+__all__ = ["StagedModel", "check_horizon", "check_scheme", "check_sealed", "check_unsealed_file", "content_digest",
+           "FORMAT_VERSION", "SCHEME_NAMES"]
 
 #: The version of the model file format (a file of another version is refused).
 FORMAT_VERSION = 1
@@ -28,9 +28,15 @@ def content_digest(d):
 def check_sealed(d, where="model"):
     """Check a model description read from a file (``where``) against its digest and format version (see
     :meth:`StagedModel.sealed`); returns ``(fields, certificate)``: a copy without digest, format and certificate,
-    and the stored certificate (None if there is none)."""
+    and the stored certificate (None if there is none). ``provenance``, if present, must be a JSON object.
+    (A description without a digest passes here, as descriptions made in memory do; a *file* without one is
+    further checked by :func:`check_unsealed_file`.)"""
     if not isinstance(d, dict):
         raise ModelError(f"{where}: expected a JSON object describing a model")
+    provenance = d.get("provenance")
+    if provenance is not None and not isinstance(provenance, dict):
+        raise ModelError(f"{where}: field \"provenance\" is {provenance!r}; expected a JSON object (how the model "
+                         "was made) or none")
     stored = d.get("digest")
     if stored is not None and stored != content_digest(d):
         raise ModelError(f"{where}: its contents do not match the digest stored with them; the file has been "
@@ -39,6 +45,18 @@ def check_sealed(d, where="model"):
         raise ModelError(f"{where}: unsupported format version {d['format']!r}; expected {FORMAT_VERSION}")
     fields = {k: v for k, v in d.items() if k not in ("digest", "format", "certificate")}
     return fields, d.get("certificate")
+
+
+def check_unsealed_file(d, where):
+    """Refuse a model file (``where``) that has no digest yet records a provenance. A file without a digest is
+    taken as written by hand, and a hand-written file tells nothing of how it was made; every file the framework
+    writes (a trained or shipped model, a checkpoint's model) is sealed with a digest, so one that records its
+    provenance without a digest has had the digest removed, perhaps to hide an edit: it is refused like any
+    altered file."""
+    if isinstance(d, dict) and d.get("digest") is None and d.get("provenance"):
+        raise ModelError(f"{where}: records how it was made (\"provenance\") but has no digest; every model file "
+                         "the framework writes is sealed with one, so this file has been altered (its digest "
+                         "removed): use the original file (a hand-written model file records no provenance)")
 
 
 def check_scheme(scheme, where="scheme"):

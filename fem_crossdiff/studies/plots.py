@@ -57,7 +57,7 @@ def plot_adjoint_study(res, path, title=""):
     b.grid(True, which="both", alpha=0.3)
     fig.suptitle(title or "continuous vs discrete adjoint gradient")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -85,7 +85,7 @@ def plot_refinement_study(series, path):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6.5)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
