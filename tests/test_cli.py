@@ -153,7 +153,7 @@ def test_bench_gradient_refuses_a_reverse_sweep_of_a_split_model_before_timing(c
     (["--per-image", "0"], "--per-image 0: expected an integer >= 1"),
     (["--patch", "1"], "--patch 1: expected an integer >= 2"),
     (["--psi", "-1"], "--psi -1: expected an integer >= 0"),
-    (["--images", "nosuch"], "unknown image 'nosuch'"),
+    (["--images", "nosuch"], "--images nosuch: no such file or folder, and not a bundled picture"),
 ])
 def test_train_refuses_bad_options_by_name_before_any_work(tmp_path, capsys, args, message):
     out = tmp_path / "m.json"

@@ -21,7 +21,6 @@ Options that would have no effect are refused by name (``--sigma`` or ``--noise`
 
 Under ``mpiexec`` the files are dealt out over the ranks; a file that fails is reported and skipped, and an internal
 error on one rank stops that rank's files, after which every rank stops with it (no rank waits for ever)."""
-import glob
 import os
 import sys
 import time
@@ -60,22 +59,12 @@ def add_parser(sub):
 
 
 def _inputs(patterns):
-    """Input files from files, folders (their image files, sorted) and globs, in order, each file once (however it
-    is named: :func:`~fem_crossdiff.safeio.file_key`)."""
-    from ..errors import InputError
-    from ..imaging.files import IMAGE_SUFFIXES
+    """Input files from files, folders and globs (:func:`~fem_crossdiff.imaging.files.image_paths`; a name that is
+    none of these is kept, for reading to refuse by name), in order, each file once (however it is named:
+    :func:`~fem_crossdiff.safeio.file_key`)."""
+    from ..imaging.files import image_paths
     from ..safeio import file_key
-    found = []
-    for p in patterns:
-        if os.path.isdir(p):
-            found += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(IMAGE_SUFFIXES))
-        elif any(ch in p for ch in "*?[") and not os.path.exists(p):
-            matches = sorted(glob.glob(p))
-            if not matches:
-                raise InputError(f"{p}: no file matches")
-            found += matches
-        else:
-            found.append(p)
+    found = [f for p in patterns for f in (image_paths(p) or [p])]
     seen, once = set(), []
     for p in found:
         if file_key(p) not in seen:
@@ -99,8 +88,6 @@ def _batch(args):
     if os.path.lexists(args.out_dir) and not os.path.isdir(args.out_dir):
         raise InputError(f"--out-dir {args.out_dir}: is a file, expected a directory")
     jobs = [(p, _output_for(p, args.out_dir, args.format)) for p in _inputs(args.paths)]
-    if not jobs:
-        raise InputError(f"no image files in {' '.join(args.paths)}")
     check_not_inputs([target for _, target in jobs], [source for source, _ in jobs])
     groups = {}
     for source, target in jobs:
@@ -200,7 +187,7 @@ class ModelChooser:
         from ..imaging.noise import estimate_sigma255
         from ..learned import blind_model, estimated_model
         if self.fixed is not None:
-            return self.fixed, self.args.model
+            return self.fixed, f"model {self.args.model}"
         if self.speckle is not None:
             return self.speckle
         kind = "colour" if img.ndim == 3 else "grey"
@@ -246,7 +233,7 @@ def _one(job, chooser, args, single, label=None, own_rank=False):
         for note in filter(None, notes):
             print(f"fem-crossdiff denoise: note: {note}", file=sys.stderr)
     kind = "colour" if img.ndim == 3 else "grey"
-    line = (f"{label or ''}{source} -> {target}  ({img.shape[0]}×{img.shape[1]} {kind}, model {described}, "
+    line = (f"{label or ''}{source} -> {target}  ({img.shape[0]}×{img.shape[1]} {kind}, {described}, "
             f"{time.perf_counter() - t0:.2f} s)")
     if own_rank:
         print(line, flush=True)

@@ -1,4 +1,6 @@
-"""``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures."""
+"""``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures, of the user's
+clean images (noise synthesised) or of real noisy/clean pairs, optionally choosing the iterate best on validation
+images (see ``fem_crossdiff/learned/README.md``, "Training on your own images")."""
 from ..learning.settings import MISFITS, OBJECTIVES
 from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option, say
@@ -9,7 +11,18 @@ NAME, HELP = "train", "learn a cross-diffusion model from (clean, noisy) pairs"
 def add_parser(sub):
     s = sub.add_parser(NAME, help=HELP)
     s.add_argument("--out", required=True, help="model JSON to write (never overwritten)")
-    s.add_argument("--images", nargs="+", help="bundled scikit-image names (default: all non-test images)")
+    s.add_argument("--images", nargs="+", metavar="IMAGES",
+                   help="clean training images: files, folders (their image files), globs, or bundled scikit-image "
+                        "names (default: all non-test bundled pictures); noise is synthesised per --noise/--sigma")
+    s.add_argument("--pairs", nargs=2, metavar=("NOISY", "CLEAN"),
+                   help="train on real noisy/clean pairs instead (no noise synthesised): two folders matched by file "
+                        "name (without suffix), or two files/globs matched in sorted order")
+    s.add_argument("--val", nargs="+", metavar="IMAGES",
+                   help="clean validation images (as --images; noise synthesised with a fixed seed): the model saved "
+                        "is the iterate best on them")
+    s.add_argument("--val-fraction", type=float, metavar="F",
+                   help="hold out this share of the training images (or pairs), chosen by --seed, for validation "
+                        "instead of --val")
     s.add_argument("--sigma", type=float, default=25.0, help="noise level, 0-255 scale (default 25)")
     s.add_argument("--noise", choices=["gaussian", "speckle"], default="gaussian",
                    help="the noise to remove (default gaussian; speckle: multiplicative Gamma noise of --looks)")
@@ -83,5 +96,6 @@ def run(args):
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
-          scheme=args.scheme, rescale=args.rescale, progress=TimeLeft())
+          scheme=args.scheme, rescale=args.rescale, progress=TimeLeft(), pairs=args.pairs, val=args.val,
+          val_fraction=args.val_fraction)
 

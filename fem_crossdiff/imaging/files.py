@@ -26,6 +26,7 @@ What a file holds is read as what it means, or refused in one line:
 Writing: ``.npy`` float64 exactly, ``.tif`` every depth, ``.png`` 8 or 16 bits (grey and colour; 16-bit by
 :mod:`.png16`), ``.jpg`` 8 bits at quality :data:`JPEG_QUALITY` without chroma subsampling.
 """
+import glob
 import os
 import warnings
 
@@ -35,8 +36,8 @@ from ..errors import ImageError
 from ..safeio import atomic_write
 from .png16 import encode_png, png_header, read_png
 
-__all__ = ["ImageError", "read_image", "write_image", "check_image", "to_grey", "IMAGE_SUFFIXES", "WRITE_SUFFIXES",
-           "DEPTHS", "SUFFIX_DEPTHS", "FLOAT_RANGE", "OVERSHOOT", "JPEG_QUALITY"]
+__all__ = ["ImageError", "read_image", "write_image", "check_image", "to_grey", "image_paths", "folder_images", "IMAGE_SUFFIXES",
+           "WRITE_SUFFIXES", "DEPTHS", "SUFFIX_DEPTHS", "FLOAT_RANGE", "OVERSHOOT", "JPEG_QUALITY"]
 
 #: Suffixes :func:`read_image` reads and :func:`write_image` writes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
@@ -82,6 +83,39 @@ def _unit(img, name):
     if depth == "float" or img.dtype == bool:
         return img.astype(np.float64)
     return img.astype(np.float64) / np.iinfo(img.dtype).max
+
+
+def folder_images(folder):
+    """The image files of ``folder`` (:data:`IMAGE_SUFFIXES`; not its sub-folders, hidden files skipped), sorted; a
+    folder with none is refused."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as e:
+        raise ImageError(f"{folder}: cannot list this folder ({e.strerror})") from None
+    files = [os.path.join(folder, n) for n in names if not n.startswith(".")
+             and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(folder, n))]
+    if not files:
+        raise ImageError(f"{folder}: a folder with no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    return files
+
+
+def image_paths(spec, option=None):
+    """The image files that ``spec`` names, as every command takes them: an existing file (itself; read later, which
+    refuses what is not an image), an existing folder (its image files, sorted; one with none is refused), a glob
+    (``*``, ``?`` or ``[``: its matches sorted, a folder it matches counts as its images; one matching nothing is
+    refused); None if ``spec`` is none of these (e.g. a missing file, or a bundled picture's name). ``option``: the
+    command-line option that named it, for messages."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        return folder_images(spec)
+    if os.path.exists(spec):
+        return [spec]
+    if any(ch in spec for ch in "*?["):
+        matched = sorted(glob.glob(spec))
+        if not matched:
+            raise ImageError(f"{option + ' ' if option else ''}'{spec}': matches no file")
+        return [f for m in matched for f in (folder_images(m) if os.path.isdir(m) else [m])]
+    return None
 
 
 def check_image(img, name="image", colour=False):

@@ -1,6 +1,12 @@
 """Training: L-BFGS-B with box bounds over :class:`~fem_crossdiff.learning.loss.DatasetLoss`, resumable from a file
 written after every iteration (one whose fields are not what a run writes is refused by name), the model saved with
-its provenance (command, settings, losses, chain of runs)."""
+its provenance (command, settings, the data, losses, chain of runs).
+
+The data: the bundled pictures, the user's clean images (noise synthesised) or real noisy/clean pairs
+(:mod:`.datasets`, :mod:`.pairs`). With a validation set (``val``: clean images, noise synthesised with the fixed
+seed :data:`~.datasets.VAL_SEED`; or ``val_fraction``: that share of the training images held out, chosen by
+``seed``) the validation loss is evaluated at every iterate L-BFGS-B accepts, and the iterate best on validation is
+the model saved: the optimiser minimises the training loss, validation chooses where along its path to stop."""
 import fcntl
 import json
 import os
@@ -21,7 +27,8 @@ from ..model.ufl_model import definition_spec
 from ..resources import peak_memory_mb
 from ..safeio import atomic_write, check_outputs
 from .loss import DatasetLoss, MultiResolutionLoss
-from .pairs import training_pairs
+from .datasets import VAL_SEED, Picture, held_out, image_sources, pair_sources
+from .pairs import pair_patches, training_pairs
 from .split_loss import SplitDatasetLoss, uses_split_path
 from .parametrisation import bounds, flat_names, learned_template, pack, unpack, with_modulation, with_psi
 
@@ -87,18 +94,18 @@ class ResumeFile:
         if not (isinstance(state, dict) and {"settings", "model", "history", "elapsed", "initial_loss"} <= set(state)
                 and isinstance(state["history"], list) and state["history"]):
             raise InputError(f"{self.path}: not a complete training state (settings, model, history)")
-        self._check_number(state["elapsed"], '"elapsed"', least=0.0)
-        self._check_number(state["initial_loss"], '"initial_loss"')
+        self.check_number(state["elapsed"], '"elapsed"', least=0.0)
+        self.check_number(state["initial_loss"], '"initial_loss"')
         for k, entry in enumerate(state["history"]):
             if not isinstance(entry, dict):
                 raise InputError(f"{self.path}: history entry {k + 1} is {entry!r}; expected a JSON object")
             for key in ("loss", "elapsed"):
                 if key not in entry:
                     raise InputError(f"{self.path}: history entry {k + 1} has no \"{key}\"")
-                self._check_number(entry[key], f'"{key}" of history entry {k + 1}')
+                self.check_number(entry[key], f'"{key}" of history entry {k + 1}')
         return state
 
-    def _check_number(self, value, field, least=None):
+    def check_number(self, value, field, least=None):
         """Refuse a field of the training state that is not a finite number (``>= least``), naming the file."""
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value)
                 or (least is not None and value < least)):
@@ -119,7 +126,8 @@ def colour_start(sigma255):
 def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, steps=12, time_=2.0,
           centres=16, maxiter=100, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
-          looks=10.0, colour=False, scheme=None, rescale=False, progress=None):
+          looks=10.0, colour=False, scheme=None, rescale=False, progress=None, pairs=None, val=None,
+          val_fraction=None):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -155,6 +163,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     start of this run, :math:`[a_i, b_i]` the box), so that parameters of very different sizes (a chroma diffusion
     of 10, an edge scale of 0.05) move alike; the box and the minimiser are the same.
 
+    ``images``: files, folders, globs of clean images or bundled names (:func:`~.datasets.image_sources`; default:
+    the bundled training pictures); ``pairs``: ``(NOISY, CLEAN)``, real pairs instead (:func:`~.datasets.pair_sources`;
+    no noise synthesised). ``val``: clean validation images (as ``images``), or ``val_fraction``: the share of the
+    training images (or pairs) held out; the saved model is then the iterate best on validation, and the provenance
+    records its train and val PSNR and the files of both sets.
+
     ``progress``: called on rank 0 after every iteration with its history entry (``iteration``, ``elapsed`` seconds
     since the run began, resumed runs included) and ``maxiter`` (the command line prints an estimate of the time
     left from it)."""
@@ -169,6 +183,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         raise InputError(f"--colour trains a colour model; '{model.name}' restores grey images")
     if user and init:
         raise InputError("give either a user model to train (--model) or a model file to continue (--init)")
+    if pairs is not None and images:
+        raise InputError("give either clean images (--images) or noisy/clean pairs (--pairs), not both")
+    if val and val_fraction is not None:
+        raise InputError("give either validation images (--val) or a share held out (--val-fraction), not both")
+    if val and pairs is not None:
+        raise InputError("--val takes clean images with synthesised noise; with --pairs hold out a share of the pairs "
+                         "(--val-fraction)")
     check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
                  **({} if init or user else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
     if not init and not user and stages > steps:
@@ -184,6 +205,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                     misfit=misfit, objective=objective, modulation=modulation)
     if psi:
         settings["psi"] = psi
+    if pairs is not None:
+        settings.update(pairs=[os.fspath(p) for p in pairs], sigma=sigma255 if colour else None)
+    if val:
+        settings["val"] = [os.fspath(v) for v in val]
+    if val_fraction is not None:
+        settings["val_fraction"] = val_fraction
     if noise != "gaussian":
         settings.update(noise=noise, looks=looks, sigma=None)
     if colour:
@@ -201,12 +228,22 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         raise InputError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
                          "finished model further, start a new run with --init)")
     check_outputs([out, ckpt.path], force=True, suffixes=(".json", ".checkpoint"))   # directory, writable
+    # the data named: resolved (paths, folders, globs) before anything is written; read after the lock is taken
+    sources = pair_sources(*pairs) if pairs is not None else image_sources(images, colour)
+    val_sources = None
+    if val_fraction is not None:
+        sources, val_sources = held_out(sources, val_fraction, seed)
+    elif val:
+        val_sources = image_sources(val, colour, "--val")
     lock = RunLock(out, MPI.COMM_WORLD)
     try:
         if not resume and os.path.exists(ckpt.path):
             raise InputError(f"{ckpt.path}: holds the progress of an earlier run; continue it with --resume (same "
                              "options), or remove it to start afresh")
         history, t_used = [], 0.0
+        data = _patches(sources, pairs is not None, sigma255, patch, per_image, seed, colour, noise, looks)
+        val_data = (_patches(val_sources, pairs is not None, sigma255, patch, per_image, VAL_SEED, colour, noise,
+                             looks) if val_sources else None)
         start, init_provenance = _initial_model(init) if init else (None, None)
         if init and colour != (getattr(start, "channels", 1) == 3):
             kind = "grey" if colour else "colour"
@@ -219,6 +256,13 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                                  "rerun with the same options or without --resume")
             model = model_from_dict(state["model"], ckpt.path, os.path.dirname(os.path.abspath(out)), file=True)
             history, t_used = state["history"], state["elapsed"]
+            if val_data:
+                best_state = state.get("best")
+                if not (isinstance(best_state, dict) and {"iteration", "val_loss", "model"} <= set(best_state)
+                        and "initial_val_loss" in state):
+                    raise InputError(f"{ckpt.path}: not a complete training state (no best iterate on validation)")
+                ckpt.check_number(best_state["val_loss"], '"val_loss" of "best"')
+                ckpt.check_number(state["initial_val_loss"], '"initial_val_loss"')
             log(f"resuming from {ckpt.path} at iteration {len(history)} (loss {history[-1]['loss']:.6g})")
         elif colour and not user and not init:
             model = colour_start(sigma255)
@@ -229,9 +273,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 model = with_psi(model, psi) if psi else model
         if scheme is not None or not (init or user or resume):
             model = model.replace(scheme=scheme or "split")
-        pairs = training_pairs(images, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
-        # the states the training data can reach (u over the noisy patches' range): what ellipticity is sampled on
-        data_range = (min(float(np.min(f)) for _, f in pairs), max(float(np.max(f)) for _, f in pairs))
+        # the states the data can reach (u over the noisy patches' range): what ellipticity is sampled on
+        seen = data + (val_data or [])
+        data_range = (min(float(np.min(f)) for _, f in seen), max(float(np.max(f)) for _, f in seen))
         box_alpha = None                 # a user model without its own bound: the sampled minimum over its box
         if isinstance(model, UFLModel):
             alpha = box_alpha = sampled_ellipticity(model, box_samples=16, data_range=data_range)
@@ -243,12 +287,18 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             raise InputError(f"--checkpoints {given}: this model trains for the split scheme, whose gradient is its "
                              "own adjoint keeping every state ('all'); the tape and the checkpointed sweep belong to "
                              "the finite-element schemes: drop --checkpoints, or add --scheme semi-implicit")
-        if uses_split_path(model):
-            losses = [SplitDatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective) for r in levels]
-        else:
-            losses = [DatasetLoss(model, pairs, refine=r, misfit=misfit, objective=objective, checkpoints=checkpoints)
-                      for r in levels]
-        loss = losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
+
+        def dataset_loss(patches):
+            if uses_split_path(model):
+                losses = [SplitDatasetLoss(model, patches, refine=r, misfit=misfit, objective=objective)
+                          for r in levels]
+            else:
+                losses = [DatasetLoss(model, patches, refine=r, misfit=misfit, objective=objective,
+                                      checkpoints=checkpoints) for r in levels]
+            return losses[0] if len(losses) == 1 else MultiResolutionLoss(losses)
+
+        loss = dataset_loss(data)
+        val_loss = dataset_loss(val_data) if val_data else None
         x0, box = pack(model), bounds(model)
         x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
         if isinstance(model, ColourModel):     # the luma block is the grey model for σ/√3: only chroma is learned
@@ -260,6 +310,14 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         size = np.maximum(np.abs(x0), 0.01 * (hi - lo)) if rescale else np.ones_like(x0)
         size[size == 0] = 1.0                                  # a frozen parameter at 0
         initial = state["initial_loss"] if resume else J0
+        initial_val = None if val_loss is None else state["initial_val_loss"] if resume else val_loss.loss(x0)
+        best = {}                        # with validation: the iterate best on it so far (0: the start)
+        if resume and val_loss is not None:
+            folder = os.path.dirname(os.path.abspath(out))
+            best.update(state["best"], x=pack(model_from_dict(state["best"]["model"], ckpt.path, folder, file=True)))
+        elif val_loss is not None:
+            best.update(iteration=0, val_loss=initial_val, x=np.array(x0),
+                        model=model_dict(model.with_stages(unpack(model, x0)), out))
         t0 = time.perf_counter() - t_used
         last = {}
 
@@ -277,17 +335,31 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
                          certificate=current.certificate() or box_alpha, elapsed=time.perf_counter() - t0,
                          peak_mb=peak_memory_mb(MPI.COMM_WORLD))
+            shown = ""
+            if val_loss is not None:
+                Jv = val_loss.loss(xk)
+                entry.update(val_loss=Jv, val_psnr=val_loss.psnr(Jv))
+                shown = f"  val PSNR {entry['val_psnr']:6.2f} dB"
+                if Jv < best["val_loss"]:
+                    best.update(iteration=entry["iteration"], val_loss=Jv, x=np.array(xk),
+                                model=model_dict(current, out))
             history.append(entry)
-            log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB  |proj grad| {pg:.2e}  "
+            log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB{shown}  |proj grad| {pg:.2e}  "
                 f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
             if progress is not None and rank0:
                 progress(entry, maxiter)
             if rank0:
+                extra = {} if val_loss is None else dict(
+                    initial_val_loss=initial_val,
+                    best={k: v for k, v in best.items() if k != "x"})
                 ckpt.save(dict(settings=settings, model=model_dict(current, out), history=history,
-                               elapsed=entry["elapsed"], initial_loss=initial))
+                               elapsed=entry["elapsed"], initial_loss=initial, **extra))
 
-        what = f"speckle of {looks:g} looks" if noise == "speckle" else f"σ={sigma255:g}"
-        log(f"training on {len(pairs)} {'colour ' if colour else ''}patches {patch}×{patch}, {what}, "
+        what = ("real noisy/clean pairs" if pairs is not None else f"speckle of {looks:g} looks" if noise == "speckle"
+                else f"σ={sigma255:g}")
+        held = f" (validation: {len(val_data)} patches of {len(val_sources)} image(s))" if val_data else ""
+        log(f"training on {len(data)} {'colour ' if colour else ''}patches {patch}×{patch} of {len(sources)} "
+            f"image(s){held}, {what}, "
             f"{len(model.stages)} stage(s), "
             f"{model.steps} steps to T={model.time:g} ({model.scheme}), {len(x0)} parameters, "
             f"{MPI.COMM_WORLD.size} rank(s); "
@@ -307,13 +379,22 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 log("\ninterrupted before the first iteration finished: nothing saved; start again without --resume")
             folder = os.path.dirname(os.path.abspath(out))
             x = pack(model_from_dict(ckpt.load()["model"], ckpt.path, folder, file=True)) if history else x0
+        if best and not interrupted:                    # the iterate best on validation (0: the start)
+            x = np.clip(best["x"], lo, hi)
         final = model.with_stages(unpack(model, x))
         Jf = loss.loss(x)
         final.provenance = dict(command=command or " ".join(sys.argv), settings=settings, initial_loss=initial,
                                 final_loss=Jf, final_train_psnr=loss.psnr(Jf), iterations=len(history),
                                 elapsed_seconds=time.perf_counter() - t0, interrupted=interrupted,
                                 gradient_evaluations=loss.evaluations,
-                                peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD))
+                                peak_memory_mb_per_rank=peak_memory_mb(MPI.COMM_WORLD),
+                                data=dict(train=[_named(s) for s in sources]))
+        Jvf = None
+        if val_loss is not None:
+            Jvf = val_loss.loss(x)
+            final.provenance.update(initial_val_loss=initial_val, final_val_loss=Jvf,
+                                    final_val_psnr=val_loss.psnr(Jvf), best_iteration=best.get("iteration"))
+            final.provenance["data"]["val"] = [_named(s) for s in val_sources]
         if init:
             final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
         final.check_elliptic(out)
@@ -325,6 +406,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 raise InputError(f"{e}; this run's trained state is in {ckpt.path} (--resume)") from None
             log(f"saved {out}: loss {initial:.4e} -> {Jf:.4e} (train PSNR {loss.psnr(initial):.2f} -> "
                 f"{loss.psnr(Jf):.2f} dB), certificate {final.certificate():.3e}")
+            if Jvf is not None:
+                chosen = (f"the iterate best on validation: {best['iteration']} of {len(history)}"
+                          + (", the start: training did not improve on validation" if best["iteration"] == 0
+                             else ""))
+                log(f"validation PSNR {val_loss.psnr(initial_val):.2f} -> {val_loss.psnr(Jvf):.2f} dB ({chosen}); "
+                    f"train PSNR {loss.psnr(Jf):.2f} dB")
         if interrupted:
             raise KeyboardInterrupt
         return final, history
@@ -341,6 +428,20 @@ def _initial_model(path):
                          f"'{model.name}'")
     provenance, model.provenance = model.provenance, {}
     return model, provenance
+
+
+def _patches(sources, paired, sigma255, patch, per_image, seed, colour, noise, looks):
+    """The (clean, noisy) patches of resolved ``sources``: real pairs (``paired``), else with synthesised noise."""
+    if paired:
+        return pair_patches(sources, patch, per_image, seed, colour=colour)
+    return training_pairs(sources, sigma255, patch, per_image, seed, colour=colour, noise=noise, looks=looks)
+
+
+def _named(source):
+    """A source as the provenance names it: a bundled picture's name, a file's absolute path, a pair of them."""
+    if isinstance(source, tuple):
+        return [_named(s) for s in source]
+    return str(source) if isinstance(source, Picture) else os.path.abspath(source)
 
 
 def model_dict(model, out):
