@@ -33,6 +33,7 @@ import traceback
 import warnings
 
 from . import bench, denoise, evaluate, models, studies, train
+from ..resources import launched_by_mpi, mpi_world
 from .common import rank0
 
 __all__ = ["main", "build_parser", "version"]
@@ -45,8 +46,6 @@ PEER_TIMEOUT = 30.0
 #: Seconds the main thread has, once Ctrl-C reaches this rank, to stop by its own KeyboardInterrupt (and say so)
 #: before the watcher says it instead (Open MPI sends SIGKILL one second after SIGTERM).
 INTERRUPT_GRACE = 0.5
-#: Environment variables by which MPI launchers tell a process it is one of several (before MPI is started).
-_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 _INTERRUPT = {"lock": threading.Lock(), "said": False, "watching": False}
 
 
@@ -86,7 +85,7 @@ def main(argv=None):
     args.command_line = "fem-crossdiff " + shlex.join(argv)  # recorded in the provenance of outputs
     from ..errors import InputError
     warnings.showwarning = _one_line_warning
-    if _launched_by_mpi():
+    if launched_by_mpi():
         _watch_interrupts(args.command)
     report, primary = None, True
     try:
@@ -98,7 +97,7 @@ def main(argv=None):
         except InputError as e:
             status, report = 2, f"fem-crossdiff {args.command}: error: {e}"
         except Exception as e:
-            if _world() is None:                     # one process: the traceback as Python shows it
+            if mpi_world() is None:                     # one process: the traceback as Python shows it
                 raise
             status, report, primary = 1, traceback.format_exc().rstrip(), not getattr(e, "secondary", False)
         status, report = _agree_on_exit(status, report, primary)
@@ -110,21 +109,6 @@ def main(argv=None):
     return status
 
 
-def _launched_by_mpi():
-    """True when an MPI launcher started this process (read from its environment: MPI need not be started)."""
-    return any(v in os.environ for v in _LAUNCHER_VARIABLES)
-
-
-def _world():
-    """``COMM_WORLD`` when this process is one of several MPI ranks, else None."""
-    mpi = sys.modules.get("mpi4py.MPI")
-    if mpi is None:
-        if not _launched_by_mpi():
-            return None
-        from mpi4py import MPI as mpi
-    return mpi.COMM_WORLD if mpi.COMM_WORLD.size > 1 else None
-
-
 def _agree_on_exit(status, report, primary):
     """The run's ``(status, report)``, the same on every rank: that of the first rank whose failure is its own
     (``primary``; not a :class:`~fem_crossdiff.fem.arrays.RankFailure` caused by another's), else the common status.
@@ -132,7 +116,7 @@ def _agree_on_exit(status, report, primary):
     Every rank comes here at the end (a non-blocking barrier, then an ``allgather``). A rank that failed gives the
     others :data:`PEER_TIMEOUT` seconds to come; if they do not, they are waiting where it will never be: it prints
     its report itself and ends the run with its status (``MPI_Abort``)."""
-    comm = _world()
+    comm = mpi_world()
     if comm is None:
         return status, report
     request = comm.Ibarrier()

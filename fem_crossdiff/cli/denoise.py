@@ -206,7 +206,8 @@ def _one(job, chooser, args, single, label=None, own_rank=False):
     the seconds taken."""
     import numpy as np
     from ..fem import denoise, split_fast_path
-    from ..fem.arrays import check_image_memory, mpi_world
+    from ..fem.arrays import check_image_memory
+    from ..resources import mpi_world
     from ..imaging.files import WRITE_SUFFIXES, read_image, write_image
     from ..safeio import check_outputs
     source, target = job

@@ -18,7 +18,6 @@ the memory of the solve *and* of the whole-image arrays (:data:`IMAGE_BYTES_PER_
 within the memory available (:func:`check_memory`)."""
 import math
 import os
-import sys
 
 import numpy as np
 
@@ -27,10 +26,11 @@ from ..fast.split import Grid, SplitScheme, interpolant
 from ..imaging.files import check_image
 from ..model import make_model
 from ..model.base import StagedModel
+from ..resources import mpi_world
 from .certify import certify
 
 __all__ = ["denoise", "evolution_for", "memory_estimate", "image_memory", "available_memory", "check_memory",
-           "check_image_memory", "check_refine", "mpi_world", "split_fast_path", "RankFailure",
+           "check_image_memory", "check_refine", "split_fast_path", "RankFailure",
            "SPLIT_BYTES_PER_PIXEL", "IMAGE_BYTES_PER_PIXEL", "MAX_STEPS"]
 
 #: Peak memory of a denoise on one rank, measured (``/usr/bin/time -v fem-crossdiff denoise``, 256²–2048²): a base
@@ -174,19 +174,6 @@ class RankFailure(RuntimeError):
 def _mpi():
     from mpi4py import MPI
     return MPI
-
-
-#: Environment variables by which MPI launchers tell a process it is one of several (before MPI is started).
-_LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
-
-
-def mpi_world():
-    """``COMM_WORLD`` when this process is one of several MPI ranks, else None (a process started alone does not
-    start MPI for it: the split scheme's start-up stays without)."""
-    if "mpi4py.MPI" not in sys.modules and not any(v in os.environ for v in _LAUNCHER_VARIABLES):
-        return None
-    comm = _mpi().COMM_WORLD
-    return comm if comm.size > 1 else None
 
 
 def _local_ranks(comm):
