@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fem_crossdiff.cli import main
+from test_hostile_input import snapshot
 
 TINY = ["--patch", "16", "--per-image", "1", "--stages", "1", "--steps", "2", "--centres", "3", "--modulation", "0"]
 
@@ -35,15 +36,16 @@ def _write_folder(folder, n=3, size=40, seed=0):
     return paths
 
 
-def snapshot(root):
-    """{relative path: bytes} of every regular file below ``root``."""
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                out[os.path.relpath(p, root)] = Path(p).read_bytes()
-    return out
+def _train_and_val_folders(seed):
+    """Folders ``train`` (2 images) and ``val`` (3) of 40² crops of camera, in the current folder."""
+    import imageio.v3 as iio
+    import skimage.data
+    img, rng = skimage.data.camera(), np.random.default_rng(seed)
+    for folder, n in (("train", 2), ("val", 3)):
+        os.makedirs(folder)
+        for k in range(n):
+            r, c = rng.integers(0, 472, 2)
+            iio.imwrite(f"{folder}/i{k}.png", img[r:r + 40, c:c + 40])
 
 
 def test_the_done_when_command_trains_on_a_folder_lowers_the_loss_and_names_the_data(tmp_path, monkeypatch):
@@ -128,20 +130,13 @@ def test_validation_chooses_the_iterate_best_on_it_and_records_train_and_val_psn
     """Two crops to train on, three others to validate on: validation PSNR rises, then falls before the last
     iterate (over-fitting two patches), so the iterate chosen is neither the start nor the last, and the model saved
     is that iterate."""
-    import imageio.v3 as iio
-    import skimage.data
     from fem_crossdiff.learning import pack, train
     from fem_crossdiff.learning.datasets import VAL_SEED
     from fem_crossdiff.learning.pairs import training_pairs
     from fem_crossdiff.learning.split_loss import SplitDatasetLoss
     from fem_crossdiff.model import load_model
     monkeypatch.chdir(tmp_path)
-    img, rng = skimage.data.camera(), np.random.default_rng(1)
-    for folder, n in (("train", 2), ("val", 3)):
-        os.makedirs(folder)
-        for k in range(n):
-            r, c = rng.integers(0, 472, 2)
-            iio.imwrite(f"{folder}/i{k}.png", img[r:r + 40, c:c + 40])
+    _train_and_val_folders(1)
     model, history = train("V.json", images=["train"], val=["val"], patch=16, per_image=1, stages=1, steps=2,
                            centres=3, modulation=0, maxiter=4, log=lambda *a, **k: None)
     p = load_model("V.json").provenance
@@ -185,17 +180,10 @@ def test_the_start_is_saved_when_no_iterate_beats_it_on_validation(tmp_path, mon
 def test_a_resumed_run_keeps_the_best_iterate_of_the_run_before(tmp_path, monkeypatch):
     """The best iterate on validation lives in the resume file: a run resumed after it still saves it, and the
     validation loss of the start is the original run's."""
-    import imageio.v3 as iio
-    import skimage.data
     from fem_crossdiff.learning import train
     from fem_crossdiff.model import load_model
     monkeypatch.chdir(tmp_path)
-    img, rng = skimage.data.camera(), np.random.default_rng(4)
-    for folder, n in (("train", 2), ("val", 3)):
-        os.makedirs(folder)
-        for k in range(n):
-            r, c = rng.integers(0, 472, 2)
-            iio.imwrite(f"{folder}/i{k}.png", img[r:r + 40, c:c + 40])
+    _train_and_val_folders(4)
     kw = dict(images=["train"], val=["val"], patch=16, per_image=1, stages=1, steps=2, centres=3, modulation=0,
               log=lambda *a, **k: None)
     _, first = train("R.json", maxiter=2, **kw)
