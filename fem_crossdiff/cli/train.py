@@ -1,7 +1,8 @@
 """``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures, of the user's
 clean images (noise synthesised) or of real noisy/clean pairs, optionally choosing the iterate best on validation
-images (see ``fem_crossdiff/learned/README.md``, "Training on your own images")."""
-from ..learning.settings import MISFITS, OBJECTIVES
+images (see ``fem_crossdiff/learned/README.md``, "Training on your own images"), by full-batch L-BFGS-B or by
+Adam on minibatches of patches drawn afresh each epoch ("Stochastic training")."""
+from ..learning.settings import ADAM_DEFAULTS, LR_SCHEDULES, MISFITS, OBJECTIVES, OPTIMISERS
 from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option, say
 
@@ -37,8 +38,23 @@ def add_parser(sub):
     s.add_argument("--steps", type=int, default=12, help="time steps to --time (default 12)")
     s.add_argument("--time", type=float, default=2.0, help="final time T, pixel² units (default 2)")
     s.add_argument("--centres", type=int, default=16, help="RBF centres per influence function (default 16)")
-    s.add_argument("--maxiter", type=int, default=100, help="L-BFGS-B iterations at most (default 100); the time "
-                                                            "per iteration is estimated after the first")
+    s.add_argument("--maxiter", type=int, help="L-BFGS-B iterations at most (default 100); the time per iteration "
+                                               "is estimated after the first")
+    s.add_argument("--optimiser", choices=OPTIMISERS, default="lbfgsb",
+                   help="lbfgsb: full-batch L-BFGS-B on a fixed set of patches (default); adam: projected Adam on "
+                        "minibatches of patches drawn afresh each epoch (new crops, turns, flips and noise)")
+    s.add_argument("--epochs", type=int, metavar="E",
+                   help=f"--optimiser adam: epochs in all, a resumed run's included (default {ADAM_DEFAULTS['epochs']}"
+                        "); each epoch takes --per-image new patches of every image")
+    s.add_argument("--batch", type=int, metavar="B",
+                   help=f"--optimiser adam: patches per minibatch, one Adam step each (default "
+                        f"{ADAM_DEFAULTS['batch']})")
+    s.add_argument("--lr", type=float, metavar="ETA",
+                   help=f"--optimiser adam: step size, about how far each parameter moves per step, in its own units "
+                        f"(with --rescale: relative to its start) (default {ADAM_DEFAULTS['lr']:g})")
+    s.add_argument("--lr-schedule", choices=LR_SCHEDULES,
+                   help=f"--optimiser adam: step size over the run: constant, or cosine from --lr down to 0 over "
+                        f"--epochs (default {ADAM_DEFAULTS['lr_schedule']})")
     s.add_argument("--seed", type=int, default=0, help="random seed of the patches and their noise (default 0)")
     s.add_argument("--misfit", choices=MISFITS, default="L2",
                    help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
@@ -96,6 +112,8 @@ def run(args):
           resume=args.resume, seed=args.seed, init=args.init, misfit=args.misfit, objective=args.objective,
           modulation=args.modulation, psi=args.psi, checkpoints=args.checkpoints, refine=args.refine,
           command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
-          scheme=args.scheme, rescale=args.rescale, progress=TimeLeft(), pairs=args.pairs, val=args.val,
-          val_fraction=args.val_fraction)
+          scheme=args.scheme, rescale=args.rescale, pairs=args.pairs, val=args.val,
+          val_fraction=args.val_fraction, optimiser=args.optimiser, epochs=args.epochs, batch=args.batch,
+          lr=args.lr, lr_schedule=args.lr_schedule,
+          progress=TimeLeft() if args.optimiser == "lbfgsb" else None)       # Adam's epoch lines carry an ETA
 
