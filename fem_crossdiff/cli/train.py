@@ -1,7 +1,8 @@
 """``fem-crossdiff train``: learn a model from (clean, noisy) patches of the bundled training pictures, of the user's
-clean images (noise synthesised) or of real noisy/clean pairs, optionally choosing the iterate best on validation
-images (see ``fem_crossdiff/learned/README.md``, "Training on your own images"), by full-batch L-BFGS-B or by
-Adam on minibatches of patches drawn afresh each epoch ("Stochastic training")."""
+clean images (noise synthesised), of synthetic dead-leaves images (``--synthetic``) or of real noisy/clean pairs,
+optionally choosing the iterate best on validation images (see ``fem_crossdiff/learned/README.md``, "Training on
+your own images"), by full-batch L-BFGS-B or by Adam on minibatches of patches drawn afresh each epoch ("Stochastic
+training")."""
 from ..learning.settings import ADAM_DEFAULTS, LR_SCHEDULES, MISFITS, OBJECTIVES, OPTIMISERS
 from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option, say
@@ -18,6 +19,12 @@ def add_parser(sub):
     s.add_argument("--pairs", nargs=2, metavar=("NOISY", "CLEAN"),
                    help="train on real noisy/clean pairs instead (no noise synthesised): two folders matched by file "
                         "name (without suffix), or two files/globs matched in sorted order")
+    s.add_argument("--synthetic", type=int, metavar="N",
+                   help="add N synthetic dead-leaves images (random occluding shapes of power-law sizes, shaded and "
+                        "textured; side max(2×--patch, 128), seeds from --seed) to the training images")
+    s.add_argument("--synthetic-only", action="store_true",
+                   help="train on the --synthetic N dead-leaves images alone (no --images; the bundled pictures "
+                        "are not used)")
     s.add_argument("--val", nargs="+", metavar="IMAGES",
                    help="clean validation images (as --images; noise synthesised with a fixed seed): the model saved "
                         "is the iterate best on them")
@@ -114,6 +121,6 @@ def run(args):
           command=args.command_line, model=args.model, noise=args.noise, looks=args.looks, colour=args.colour,
           scheme=args.scheme, rescale=args.rescale, pairs=args.pairs, val=args.val,
           val_fraction=args.val_fraction, optimiser=args.optimiser, epochs=args.epochs, batch=args.batch,
-          lr=args.lr, lr_schedule=args.lr_schedule,
+          lr=args.lr, lr_schedule=args.lr_schedule, synthetic=args.synthetic, synthetic_only=args.synthetic_only,
           progress=TimeLeft() if args.optimiser == "lbfgsb" else None)       # Adam's epoch lines carry an ETA
 

@@ -1,8 +1,11 @@
 r"""The user's training data: which images ``--images``, ``--pairs`` and ``--val`` name, and how a fraction of them is
 held out for validation.
 
-A *source* is an image file's path, or a bundled scikit-image picture (:class:`Picture`, a name). What the user
-names is resolved before anything is read or written, so that a name that means nothing is refused at once:
+A *source* is an image file's path, a bundled scikit-image picture (:class:`Picture`, a name), or a synthetic
+dead-leaves image (:class:`Synthetic`: a seed and a size, generated when it is read by
+:func:`~fem_crossdiff.imaging.synthetic.dead_leaves`; ``train --synthetic N`` adds N of them,
+:func:`synthetic_sources`). What the user names is resolved before anything is read or written, so that a name
+that means nothing is refused at once:
 
 - an existing file is one image (read later by :func:`~fem_crossdiff.imaging.files.read_image`, which refuses what
   it cannot read, naming the file); an existing folder is the image files in it (:data:`IMAGE_SUFFIXES`, not its
@@ -27,10 +30,15 @@ from ..imaging.data import COLOUR_TEST_IMAGES, COLOUR_TRAIN_IMAGES, TEST_IMAGES,
 from ..imaging.files import folder_images, image_paths
 from ..safeio import file_key
 
-__all__ = ["Picture", "image_sources", "pair_sources", "held_out", "VAL_SEED"]
+__all__ = ["Picture", "Synthetic", "image_sources", "synthetic_sources", "pair_sources", "held_out", "VAL_SEED",
+           "SYNTHETIC_SIZE"]
 
 #: The seed of the validation patches and of their synthesised noise: the same validation set for every --seed.
 VAL_SEED = 20231
+#: The least side of a synthetic image (pixels): ``max(2 * patch, SYNTHETIC_SIZE)``, room for leaves of many sizes
+#: around every patch.
+SYNTHETIC_SIZE = 128
+_SYNTHETIC_KEY = 0x1EAF                    # mixed into --seed for the synthetic images' seeds
 _BUNDLED = tuple(dict.fromkeys(TRAIN_IMAGES + COLOUR_TRAIN_IMAGES))
 
 
@@ -38,10 +46,32 @@ class Picture(str):
     """A bundled scikit-image picture's name (as opposed to a file's path)."""
 
 
+class Synthetic(str):
+    """A synthetic dead-leaves image of side ``size`` drawn from ``seed``
+    (:func:`~fem_crossdiff.imaging.synthetic.dead_leaves`, grey or colour as the model): as a string, the call
+    that makes it, ``dead_leaves(size=128, seed=...)``, which is how the provenance names it."""
+
+    def __new__(cls, seed, size):
+        self = super().__new__(cls, f"dead_leaves(size={int(size)}, seed={int(seed)})")
+        self.seed, self.size = int(seed), int(size)
+        return self
+
+    def __reduce__(self):                   # copies and pickles (MPI) keep the seed and size
+        return Synthetic, (self.seed, self.size)
+
+
+def synthetic_sources(n, seed, patch):
+    """``n`` :class:`Synthetic` images of side ``max(2 * patch, SYNTHETIC_SIZE)``, their seeds derived from
+    ``seed`` (the run's ``--seed``) and their number: deterministic, different for every image and every seed."""
+    size = max(2 * int(patch), SYNTHETIC_SIZE)
+    return [Synthetic(np.random.SeedSequence([int(seed) % 2 ** 32, _SYNTHETIC_KEY, k]).generate_state(1)[0], size)
+            for k in range(n)]
+
+
 def _unique(sources):
     seen, out = set(), []
     for s in sources:
-        key = s if isinstance(s, Picture) else file_key(s)
+        key = s if isinstance(s, (Picture, Synthetic)) else file_key(s)
         if key not in seen:
             seen.add(key)
             out.append(s)
@@ -51,12 +81,12 @@ def _unique(sources):
 def image_sources(specs=None, colour=False, option="--images"):
     """The sources (file paths and :class:`Picture` names) that ``specs`` name: files, folders, globs or bundled
     pictures (see the module's docstring); None or empty: the bundled training pictures (colour ones for
-    ``colour``)."""
+    ``colour``). Sources already resolved (:class:`Picture`, :class:`Synthetic`) are kept as they are."""
     if not specs:
         return [Picture(n) for n in (COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES)]
     out, leaked = [], []
     for spec in specs:
-        if isinstance(spec, Picture):
+        if isinstance(spec, (Picture, Synthetic)):
             out.append(spec)
             continue
         spec = os.fspath(spec)

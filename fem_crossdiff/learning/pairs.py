@@ -1,6 +1,7 @@
 r"""Training data: (clean, noisy) patches — of the bundled pictures that are not test images or of the user's images
-(files, folders, globs: :mod:`.datasets`) with synthesised noise (Gaussian of level σ, or speckle of L looks), or of
-the user's real noisy/clean pairs, cropped at the same place in both (no noise synthesised).
+(files, folders, globs: :mod:`.datasets`) or of synthetic dead-leaves images (:class:`~.datasets.Synthetic`,
+generated when read) with synthesised noise (Gaussian of level σ, or speckle of L looks), or of the user's real
+noisy/clean pairs, cropped at the same place in both (no noise synthesised).
 
 Each image is read, its patches cropped (copies) and the image dropped before the next is read, so that memory is
 bounded by the patches, not by the data set. A grey model learns from grey images: a colour file is made grey
@@ -20,7 +21,8 @@ from ..errors import InputError, check_counts
 from ..imaging.data import check_sigma255, load
 from ..imaging.files import read_image, to_grey
 from ..imaging.noise import gaussian_noise, speckle_noise
-from .datasets import Picture, image_sources
+from ..imaging.synthetic import dead_leaves
+from .datasets import Picture, Synthetic, image_sources
 
 __all__ = ["training_pairs", "pair_patches"]
 
@@ -38,7 +40,10 @@ class _GreyNote:
 
 
 def _read(source, colour, note):
-    """A source as float64 in [0, 1]: grey (H, W), or with ``colour`` (H, W, 3)."""
+    """A source as float64 in [0, 1]: grey (H, W), or with ``colour`` (H, W, 3); a :class:`~.datasets.Synthetic`
+    one generated (the same image every time it is read)."""
+    if isinstance(source, Synthetic):
+        return dead_leaves(source.size, seed=source.seed, colour=colour)
     if isinstance(source, Picture):
         return load(source, colour)
     img = read_image(source, colour=True)
@@ -52,7 +57,7 @@ def _read(source, colour, note):
 
 def _fits(img, source, patch):
     if min(img.shape[:2]) < patch:
-        what = f"image '{source}'" if isinstance(source, Picture) else str(source)
+        what = f"image '{source}'" if isinstance(source, (Picture, Synthetic)) else str(source)
         raise InputError(f"{what} ({img.shape[0]}×{img.shape[1]}) is smaller than the patch size {patch}")
 
 

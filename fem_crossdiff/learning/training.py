@@ -2,11 +2,12 @@
 written after every iteration (one whose fields are not what a run writes is refused by name), the model saved with
 its provenance (command, settings, the data, losses, chain of runs).
 
-The data: the bundled pictures, the user's clean images (noise synthesised) or real noisy/clean pairs
-(:mod:`.datasets`, :mod:`.pairs`). With a validation set (``val``: clean images, noise synthesised with the fixed
-seed :data:`~.datasets.VAL_SEED`; or ``val_fraction``: that share of the training images held out, chosen by
-``seed``) the validation loss is evaluated at every iterate L-BFGS-B accepts, and the iterate best on validation is
-the model saved: the optimiser minimises the training loss, validation chooses where along its path to stop.
+The data: the bundled pictures, the user's clean images (noise synthesised), synthetic dead-leaves images, or real
+noisy/clean pairs (:mod:`.datasets`, :mod:`.pairs`). With a validation set (``val``: clean images, noise
+synthesised with the fixed seed :data:`~.datasets.VAL_SEED`; or ``val_fraction``: that share of the training
+images held out, chosen by ``seed``) the validation loss is evaluated at every iterate L-BFGS-B accepts, and the
+iterate best on validation is the model saved: the optimiser minimises the training loss, validation chooses where
+along its path to stop.
 
 Stochastic training (``optimiser="adam"``): projected Adam (:mod:`.adam`) over ``epochs``; every epoch draws its
 patches afresh (new crops, quarter turns and flips, new noise: :mod:`.pairs`, deterministic in (seed, epoch)), shuffles
@@ -39,7 +40,7 @@ from ..safeio import atomic_write, check_outputs
 from .adam import Adam, step_size
 from .loss import DatasetLoss, MultiResolutionLoss
 from .settings import ADAM_DEFAULTS, LR_SCHEDULES, OPTIMISERS
-from .datasets import VAL_SEED, Picture, held_out, image_sources, pair_sources
+from .datasets import VAL_SEED, Picture, Synthetic, held_out, image_sources, pair_sources, synthetic_sources
 from .pairs import pair_patches, training_pairs
 from .split_loss import SplitDatasetLoss, uses_split_path
 from .parametrisation import bounds, flat_names, learned_template, pack, unpack, with_modulation, with_psi
@@ -167,7 +168,8 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
           centres=16, maxiter=None, resume=False, seed=0, refine=0, init=None, misfit="L2", objective="mse",
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
           looks=10.0, colour=False, scheme=None, rescale=False, progress=None, pairs=None, val=None,
-          val_fraction=None, optimiser="lbfgsb", epochs=None, batch=None, lr=None, lr_schedule=None):
+          val_fraction=None, optimiser="lbfgsb", epochs=None, batch=None, lr=None, lr_schedule=None, synthetic=None,
+          synthetic_only=False):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -209,6 +211,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     training images (or pairs) held out; the saved model is then the iterate best on validation, and the provenance
     records its train and val PSNR and the files of both sets.
 
+    ``synthetic``: add this many dead-leaves images (:func:`~fem_crossdiff.imaging.synthetic.dead_leaves`, side
+    ``max(2 * patch, 128)``, seeds derived from ``seed``: :func:`~.datasets.synthetic_sources`) to the training
+    images, clean images like any other (noise synthesised, cropped afresh each Adam epoch, held out by
+    ``val_fraction`` like any image); ``synthetic_only``: train on them alone (``images`` not given). Not with
+    ``pairs``. The provenance names each, ``dead_leaves(size=..., seed=...)``.
+
     ``optimiser``: ``"lbfgsb"`` (default: scipy's L-BFGS-B on the fixed patches, at most ``maxiter`` iterations,
     default 100) or ``"adam"``: projected Adam (:mod:`.adam`) for ``epochs`` epochs (the total, a resumed run
     included), each on patches drawn afresh (``per_image`` of every image), in minibatches of ``batch`` patches, with
@@ -238,6 +246,15 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     if val and pairs is not None:
         raise InputError("--val takes clean images with synthesised noise; with --pairs hold out a share of the pairs "
                          "(--val-fraction)")
+    check_counts(synthetic=(synthetic, 1))
+    if synthetic_only and synthetic is None:
+        raise InputError("--synthetic-only: give the number of dead-leaves images with --synthetic N")
+    if synthetic_only and images:
+        raise InputError("--synthetic-only trains on dead-leaves images alone; drop --images (or drop "
+                         "--synthetic-only to add them to the images)")
+    if synthetic is not None and pairs is not None:
+        raise InputError(f"--synthetic {synthetic}: dead-leaves images are clean images with synthesised noise; "
+                         "they do not mix with real noisy/clean pairs (--pairs)")
     if optimiser not in OPTIMISERS:
         raise InputError(f"--optimiser {optimiser}: expected one of {', '.join(OPTIMISERS)}")
     adam_options = {"--epochs": epochs, "--batch": batch, "--lr": lr, "--lr-schedule": lr_schedule}
@@ -279,6 +296,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         settings["val"] = [os.fspath(v) for v in val]
     if val_fraction is not None:
         settings["val_fraction"] = val_fraction
+    if synthetic is not None:
+        settings["synthetic"] = int(synthetic)
+    if synthetic_only:
+        settings["synthetic_only"] = True
     if noise != "gaussian":
         settings.update(noise=noise, looks=looks, sigma=None)
     if colour:
@@ -299,7 +320,11 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                          "finished model further, start a new run with --init)")
     check_outputs([out, ckpt.path], force=True, suffixes=(".json", ".checkpoint"))   # directory, writable
     # the data named: resolved (paths, folders, globs) before anything is written; read after the lock is taken
-    sources = pair_sources(*pairs) if pairs is not None else image_sources(images, colour)
+    if pairs is not None:
+        sources = pair_sources(*pairs)
+    else:
+        sources = ([] if synthetic_only else image_sources(images, colour)) + synthetic_sources(synthetic or 0, seed,
+                                                                                              patch)
     val_sources = None
     if val_fraction is not None:
         sources, val_sources = held_out(sources, val_fraction, seed)
@@ -447,8 +472,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         what = ("real noisy/clean pairs" if pairs is not None else f"speckle of {looks:g} looks" if noise == "speckle"
                 else f"σ={sigma255:g}")
         held = f" (validation: {len(val_data)} patches of {len(val_sources)} image(s))" if val_data else ""
+        dead = sum(isinstance(s, Synthetic) for s in sources)
+        synth = f", {dead} of them dead leaves" if dead else ""
         log(f"training on {len(data)} {'colour ' if colour else ''}patches {patch}×{patch} of {len(sources)} "
-            f"image(s){held}, {what}, "
+            f"image(s){synth}{held}, {what}, "
             f"{len(model.stages)} stage(s), "
             f"{model.steps} steps to T={model.time:g} ({model.scheme}), {len(x0)} parameters, "
             f"{MPI.COMM_WORLD.size} rank(s); "
@@ -648,10 +675,11 @@ def _plot_curve(csv, png, log):
 
 
 def _named(source):
-    """A source as the provenance names it: a bundled picture's name, a file's absolute path, a pair of them."""
+    """A source as the provenance names it: a bundled picture's name, a synthetic image's call
+    (``dead_leaves(size=..., seed=...)``), a file's absolute path, a pair of them."""
     if isinstance(source, tuple):
         return [_named(s) for s in source]
-    return str(source) if isinstance(source, Picture) else os.path.abspath(source)
+    return str(source) if isinstance(source, (Picture, Synthetic)) else os.path.abspath(source)
 
 
 def model_dict(model, out):
