@@ -203,3 +203,22 @@ def test_bad_options_are_refused_by_name_and_nothing_is_written(tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parallel
+def test_two_ranks_train_the_same_model_as_one(tmp_path, mpirun):
+    """Under ``mpiexec -n 2`` each minibatch's patches are shared out over the ranks (the loss sums over them): the
+    same iterates as on one rank, to round-off."""
+    from fem_crossdiff.learning import pack
+    from fem_crossdiff.model import load_model
+    _folder(tmp_path / "data")
+    xs = []
+    for n in (1, 2):
+        out = tmp_path / f"M{n}.json"
+        mpirun(n, "-m", "fem_crossdiff.cli", "train", "--out", out, "--images", tmp_path / "data", "--optimiser",
+               "adam", "--epochs", "2", *TINY)
+        model = load_model(out)
+        assert model.trained and model.provenance["epochs"] == 2
+        assert model.provenance["final_loss"] < model.provenance["initial_loss"]
+        xs.append(pack(model))
+    assert np.allclose(xs[1], xs[0], rtol=1e-10, atol=1e-13), np.max(np.abs(xs[1] - xs[0]))
