@@ -18,7 +18,7 @@ import tempfile
 
 from .errors import InputError
 
-__all__ = ["atomic_write", "check_outputs", "check_not_inputs", "file_key", "name_key", "same_file"]
+__all__ = ["atomic_write", "check_outputs", "check_not_inputs", "file_key", "name_key", "same_file", "unique_files"]
 
 
 def same_file(a, b):
@@ -41,6 +41,18 @@ def file_key(path):
         return ("inode", st.st_dev, st.st_ino)
     except OSError:
         return ("path", os.path.realpath(os.fspath(path)))
+
+
+def unique_files(paths, key=None):
+    """``paths`` in order, each file once however it is named (:func:`file_key`; ``key``: another key for items that
+    are not paths)."""
+    seen, once = set(), []
+    for p in paths:
+        k = file_key(p) if key is None else key(p)
+        if k not in seen:
+            seen.add(k)
+            once.append(p)
+    return once
 
 
 def name_key(path):

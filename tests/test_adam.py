@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fem_crossdiff.cli import main
+from test_hostile_input import snapshot
 
 TINY = ["--patch", "16", "--batch", "2", "--stages", "1", "--steps", "2", "--centres", "3", "--modulation", "0"]
 KW = dict(patch=16, batch=2, stages=1, steps=2, centres=3, modulation=0, optimiser="adam", log=lambda *a, **k: None)
@@ -26,11 +27,6 @@ def _folder(folder, n=3, size=40, seed=0):
         paths.append(os.path.join(folder, f"img{k}.png"))
         iio.imwrite(paths[-1], img[r:r + size, c:c + size])
     return paths
-
-
-def snapshot(root):
-    """{relative path: bytes} of every regular file below ``root``."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in Path(root).rglob("*") if p.is_file()}
 
 
 def test_the_adam_update_against_a_hand_computed_two_step_example():

@@ -63,14 +63,8 @@ def _inputs(patterns):
     none of these is kept, for reading to refuse by name), in order, each file once (however it is named:
     :func:`~fem_crossdiff.safeio.file_key`)."""
     from ..imaging.files import image_paths
-    from ..safeio import file_key
-    found = [f for p in patterns for f in (image_paths(p) or [p])]
-    seen, once = set(), []
-    for p in found:
-        if file_key(p) not in seen:
-            seen.add(file_key(p))
-            once.append(p)
-    return once
+    from ..safeio import unique_files
+    return unique_files(f for p in patterns for f in (image_paths(p) or [p]))
 
 
 def _output_for(path, out_dir, fmt):

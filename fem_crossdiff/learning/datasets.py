@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..imaging.data import COLOUR_TEST_IMAGES, COLOUR_TRAIN_IMAGES, TEST_IMAGES, TRAIN_IMAGES
 from ..imaging.files import folder_images, image_paths
-from ..safeio import file_key
+from ..safeio import file_key, unique_files
 
 __all__ = ["Picture", "Synthetic", "image_sources", "synthetic_sources", "pair_sources", "held_out", "VAL_SEED",
            "SYNTHETIC_SIZE"]
@@ -69,13 +69,8 @@ def synthetic_sources(n, seed, patch):
 
 
 def _unique(sources):
-    seen, out = set(), []
-    for s in sources:
-        key = s if isinstance(s, (Picture, Synthetic)) else file_key(s)
-        if key not in seen:
-            seen.add(key)
-            out.append(s)
-    return out
+    """``sources`` in order, each once (a file however it is named)."""
+    return unique_files(sources, key=lambda s: s if isinstance(s, (Picture, Synthetic)) else file_key(s))
 
 
 def image_sources(specs=None, colour=False, option="--images"):
