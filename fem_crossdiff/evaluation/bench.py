@@ -71,7 +71,7 @@ def run_bench(sizes=(64, 128, 256, 512), model=None, repeats=3, sigma255=25.0, o
     m, label, expr = _bench_subject(model, sigma255)
     scheme = scheme or m.scheme
     m = m.replace(scheme=scheme)
-    split = split_fast_path(m)
+    split = split_fast_path(m) or uses_split_path(m)        # a user model's UFL compiled for the grid too
     out(f"fem-crossdiff bench: {label}, {scheme} scheme{' (grid arrays, no Firedrake)' if split else ''}, "
         f"{m.steps} steps to T={m.time:g}, σ {sigma255:g}, {MPI.COMM_WORLD.size} rank(s), best of {repeats}")
     if rank0:
@@ -101,8 +101,9 @@ def _evolution_only(m, noisy, scheme, split):
     """A function running the evolution of ``noisy`` alone (no set-up, no output): the split scheme on its grid
     arrays, or the compiled :class:`~fem_crossdiff.fem.evolution.Evolution` on the image mesh."""
     if split:
-        from ..fast.split import Grid, SplitScheme
-        grid_scheme = SplitScheme(m, Grid(noisy.shape, 1.0))
+        from ..fast.generic import split_scheme
+        from ..fast.split import Grid
+        grid_scheme = split_scheme(m, Grid(noisy.shape, 1.0))
         grid_scheme.run(noisy)                                      # kernels built outside the timings
         return lambda: grid_scheme.run(noisy)
     from ..fem import image_to_function
@@ -239,10 +240,11 @@ def run_gradient_bench(sizes=(64, 128, 256), model="sigma25", repeats=2, steps=N
 
 
 def _bench_model(model):
-    """A shipped learned model by name (``sigma15``, ``sigma25``, …) or a model JSON."""
+    """A shipped learned model by name (``sigma15``, ``sigma25``, …), a model JSON or a definition
+    ``path/to/file.py:Class``."""
     import re
     m = re.fullmatch(r"sigma(\d+)", model)
-    return load_model(shipped_model(int(m.group(1))) if m else model)
+    return load_model(shipped_model(int(m.group(1)))) if m else make_model(model)
 
 
 def _gradient_pairs(size):

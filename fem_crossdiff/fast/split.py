@@ -25,7 +25,9 @@ This module computes the same steps for the built-in family (:class:`~fem_crossd
 ``w = (u, v)``) and the colour model (:class:`~fem_crossdiff.model.ColourModel`, ``w = (Y, v, C_1, C_2)``: the
 family on ``(Y, v)``, the two chroma channels one scalar system each) on grid arrays, and their exact discrete
 adjoint (:meth:`SplitScheme.gradient`). Every piece is checked against the UFL scheme by the tests (one step,
-whole evolution, gradient against pyadjoint's).
+whole evolution, gradient against pyadjoint's). Any other model given in UFL runs the same scheme by
+:mod:`.generic` (its expressions compiled, n×n block lines), which also reproduces this module's steps and gradients
+for the built-in family (``tests/test_generic_split.py``).
 """
 import ctypes
 import math
@@ -397,6 +399,11 @@ class SplitScheme:
             data = (yc[..., 0], yc[..., 1], yc[..., 2])
             return [np.stack([yc[..., 0], np.zeros(f.shape[:2])], -1), np.ascontiguousarray(yc[..., 1:])], data
         return [np.stack([f, np.zeros_like(f)], -1)], (f,)
+
+    @staticmethod
+    def state_parts(state):
+        """A state array (H, W, components) as the list of component pairs :meth:`step` takes."""
+        return [np.ascontiguousarray(state[..., 2 * i:2 * i + 2]) for i in range(state.shape[2] // 2)]
 
     def output(self, w):
         """The image the state stands for: ``u``, or RGB from ``(Y, C_1, C_2)``."""

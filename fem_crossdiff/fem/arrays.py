@@ -2,8 +2,8 @@
 in, numpy out). Compiled evolutions are kept per (shape, refinement, scheme, model structure, horizon, solver
 options), so denoising many images of one size compiles once.
 
-The split scheme of the built-in family and of colour models runs on grid arrays (:mod:`fem_crossdiff.fast.split`)
-without Firedrake, which this module then never imports (:func:`split_fast_path`); every other case is solved by an
+The split scheme of the built-in family and of colour models runs on grid arrays (:mod:`fem_crossdiff.fast.split`),
+that of a user model whose UFL compiles for it on :mod:`fem_crossdiff.fast.generic`'s, both without Firedrake, which this module then never imports (:func:`split_fast_path`); every other case is solved by an
 :class:`~fem_crossdiff.fem.evolution.Evolution` on the image mesh.
 
 Under ``mpiexec`` the windows of a tiled image are dealt out over the ranks, each solving its own alone: a rank whose
@@ -22,7 +22,8 @@ import os
 import numpy as np
 
 from ..errors import ImageError, InputError, ModelError
-from ..fast.split import Grid, SplitScheme, interpolant
+from ..fast.generic import on_grid, split_scheme
+from ..fast.split import Grid, interpolant
 from ..imaging.files import check_image
 from ..model import make_model
 from ..model.base import StagedModel
@@ -89,7 +90,8 @@ def memory_estimate(shape, refine, model, ranks=1, split=False, whole=None):
     r = 2 ** int(refine)
     vertices = ((H - 1) * r + 1) * ((W - 1) * r + 1)
     if split:
-        return 0.1 * 2 ** 30 + vertices * SPLIT_BYTES_PER_PIXEL * (2.5 if getattr(model, "channels", 1) == 3 else 1)
+        per = 2.5 if getattr(model, "channels", 1) == 3 else max(1.0, (getattr(model, "components", 2) / 2) ** 1.5)
+        return 0.1 * 2 ** 30 + vertices * SPLIT_BYTES_PER_PIXEL * per       # n components: measured 1.7x (3), 2.7x (4)
     parameters = len(model.stages) * sum(n for _, n, _ in model.stage_layout)
     return BASE_MEMORY + vertices * (BYTES_PER_VERTEX + 8 * parameters) / ranks
 
@@ -308,15 +310,16 @@ SPLIT_TILE_ABOVE = 2 * SPLIT_TILE * SPLIT_TILE
 
 def split_fast_path(model, scheme=None):
     """True when :func:`denoise` runs ``model`` on the grid arrays of the split scheme (no Firedrake): the scheme
-    (``None``: the model's own) is ``"split"`` and the model is the built-in family or a colour model."""
-    return (model.scheme if scheme is None else scheme) == "split" and SplitScheme.supports(model)
+    (``None``: the model's own) is ``"split"`` and the model is the built-in family, a colour model, or a user model
+    whose UFL compiles for :mod:`fem_crossdiff.fast.generic` (else Firedrake's split scheme, which says why)."""
+    return (model.scheme if scheme is None else scheme) == "split" and on_grid(model)
 
 
 _SPLIT = {}
 
 
 def _denoise_split(img, model, refine, time, steps, return_v, callback):
-    """:func:`denoise` by :class:`~fem_crossdiff.fast.split.SplitScheme` on the grid of the mesh refined ``refine``
+    """:func:`denoise` by :func:`~fem_crossdiff.fast.generic.split_scheme` on the grid of the mesh refined ``refine``
     times (the image as its bilinear interpolant there), the whole image at once (memory: :func:`memory_estimate`,
     checked by the caller)."""
     H, W = img.shape[:2]
@@ -326,7 +329,7 @@ def _denoise_split(img, model, refine, time, steps, return_v, callback):
     if scheme is None:
         if len(_SPLIT) > 16:
             _SPLIT.clear()
-        scheme = _SPLIT[key] = SplitScheme(model, Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r), time, steps)
+        scheme = _SPLIT[key] = split_scheme(model, Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r), time, steps)
     scheme.stages = list(model.stages)
     u, v = scheme.denoise(interpolant(img, r), callback)
     u, v = u[::r, ::r].copy(), v[::r, ::r].copy()

@@ -21,7 +21,8 @@ Schemes, with :math:`\tau = T/N` and :math:`(\cdot,\cdot)` the :math:`L^2` produ
             (B w^{n+1}, \varphi)_h + \tau(D_h\partial_y w^{n+1}, \partial_y\varphi)_h = (B w^*, \varphi)_h .
 
   On the structured mesh each half step is one block-tridiagonal system per grid line, unconditionally stable in
-  the lumped :math:`L^2` norm; :mod:`fem_crossdiff.fast.split` solves them in :math:`O(N)` (see there).
+  the lumped :math:`L^2` norm; :mod:`fem_crossdiff.fast.split` (and :mod:`fem_crossdiff.fast.generic` for any UFL
+  model) solves them in :math:`O(N)` (see there).
 
 An optional source :math:`s(t)` serves manufactured solutions: ``source(t, discrete, f)`` returns UFL for
 the time ``Constant`` ``t``, the :class:`~fem_crossdiff.fem.forms.DiscreteModel` and the data ``f``.
@@ -42,7 +43,8 @@ from pyadjoint.tape import annotate_tape, stop_annotating
 from ..errors import InputError, ModelError
 from ..model.base import SCHEME_NAMES
 from ..fast import KSP_REASONS, FastPathError, FastSemiImplicitSolver, SlowPathWarning
-from ..fast.split import Grid, SplitScheme
+from ..fast.split import Grid
+from ..fast.generic import Unsupported, split_scheme
 from .certify import certify
 from .forms import DiscreteModel
 from .functions import dof_coordinates, pixel_space
@@ -71,7 +73,9 @@ class Evolution:
 
     Semi-implicit steps on one rank without a source, when pyadjoint is not recording, take the fast path
     of :mod:`fem_crossdiff.fast` (the same matrix and solver options, assembled without UFL); split steps the grid
-    arrays of :mod:`fem_crossdiff.fast.split` (the built-in family and colour models; the same steps to round-off).
+    arrays of :mod:`fem_crossdiff.fast.split` (the built-in family and colour models) or of
+    :mod:`fem_crossdiff.fast.generic` (any other model whose UFL compiles for the grid; else Firedrake, said once):
+    the same steps to round-off.
     ``fast=False`` always uses the UFL solvers. When pyadjoint records, a semi-implicit step is one
     :class:`~fem_crossdiff.fem.taping.SemiImplicitStepBlock` (``step_block=False``: pyadjoint's generic blocks); a
     split step is recorded by pyadjoint's own blocks (the interpolation of :math:`D_h`, two linear solves).
@@ -107,7 +111,7 @@ class Evolution:
         self._fast = None
         # the split scheme's fast path (numpy and C on the grid): one rank, no source, a structured image mesh
         self._split_ok = (fast and scheme == "split" and source is None and mesh.comm.size == 1
-                          and SplitScheme.supports(model) and hasattr(mesh, "image_shape"))
+                          and hasattr(mesh, "image_shape"))
         self._split = None
         self._direct_solvers = None             # built if an iterative solve ever fails (_retry_directly)
         #: Taped semi-implicit steps are one block each (:mod:`fem_crossdiff.fem.taping`), else pyadjoint's
@@ -293,8 +297,7 @@ ablaarphi)
             data = self._to_grid(self.f, self.discrete.channels)
             _, data = self._split.initial(data)
             state = self._to_grid(self.w_old, self.discrete.components)
-            pairs = [np.ascontiguousarray(state[..., 2 * i:2 * i + 2]) for i in range(state.shape[2] // 2)]
-            self._from_grid(self._split.step(n, pairs, data), self.w)
+            self._from_grid(self._split.step(n, self._split.state_parts(state), data), self.w)
         else:
             solve_x, solve_y = self._solvers[k]
             self.D_cells.interpolate(self.discrete.D(self.w_old, k))
@@ -307,7 +310,8 @@ ablaarphi)
         self.t.assign(float(self.t) + float(self.dt))
 
     def _split_scheme(self):
-        """The split scheme's fast path (:class:`~fem_crossdiff.fast.split.SplitScheme`), built on first use, or None
+        """The split scheme's fast path (:func:`~fem_crossdiff.fast.generic.split_scheme`: hand-written for the built-in
+        family and colour models, else the model's UFL compiled for the grid), built on first use, or None
         when Firedrake must run (several ranks, a source, pyadjoint annotating, a model it does not serve)."""
         if not self._split_ok or annotate_tape():
             return None
@@ -317,7 +321,14 @@ ablaarphi)
             grid = Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r)
             xy = dof_coordinates(self.V) * r
             self._grid_index = np.round(grid.H - 1 - xy[:, 1]).astype(int) * grid.W + np.round(xy[:, 0]).astype(int)
-            self._split = SplitScheme(self.model, grid, self.time, self.steps)
+            try:        # the hand-written path (built-in family, colour) or the model's UFL compiled for the grid
+                self._split = split_scheme(self.model, grid, self.time, self.steps)
+            except Unsupported as e:
+                warnings.warn(f"fem_crossdiff: model '{self.model.name}': the split scheme's grid path does not "
+                              f"apply ({e}); Firedrake runs it instead (same steps, much slower)", SlowPathWarning,
+                              stacklevel=4)
+                self._split_ok = False
+                return None
         self._split.stages = self.discrete.get_stages()
         return self._split
 
@@ -331,7 +342,8 @@ ablaarphi)
 
     def _from_grid(self, pairs, fn):
         """Write the fast path's state (a list of component pairs) into the function ``fn``."""
-        state = np.concatenate(pairs, axis=-1).reshape(-1, 2 * len(pairs))
+        state = np.concatenate(pairs, axis=-1)
+        state = state.reshape(-1, state.shape[-1])
         fn.dat.data_wo[...] = state[self._grid_index].reshape(fn.dat.data_wo.shape)
 
     def _taped_step(self, n):

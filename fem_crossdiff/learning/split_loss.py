@@ -1,6 +1,7 @@
 r"""The data-set loss of :mod:`.loss` for models that run the split scheme on grid arrays (the built-in family and
-colour models, :mod:`fem_crossdiff.fast.split`): the same :math:`J(p)` and its exact gradient, by the split steps'
-discrete adjoint in numpy and C, without Firedrake or a tape.
+colour models, :mod:`fem_crossdiff.fast.split`; any other model whose UFL compiles, :mod:`fem_crossdiff.fast.generic`):
+the same :math:`J(p)` and its exact gradient, by the split steps' discrete adjoint in numpy and C, without Firedrake
+or a tape.
 
 :class:`SplitDatasetLoss` has :class:`~.loss.DatasetLoss`'s interface (``loss``, ``loss_and_gradient``, ``psnr``,
 ``evaluations``), so :func:`~.training.train` and :class:`~.loss.MultiResolutionLoss` take either. Its value and
@@ -13,7 +14,8 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from ..fast.split import Grid, SplitScheme, interpolant
+from ..fast.generic import on_grid, split_scheme
+from ..fast.split import Grid, interpolant
 from .parametrisation import unpack
 from .settings import MISFITS, OBJECTIVES, objective_term, psnr_of_loss
 
@@ -21,8 +23,10 @@ __all__ = ["SplitDatasetLoss", "uses_split_path"]
 
 
 def uses_split_path(model, scheme=None):
-    """True when a training of ``model`` with ``scheme`` (None: the model's) runs on :class:`SplitDatasetLoss`."""
-    return (model.scheme if scheme is None else scheme) == "split" and SplitScheme.supports(model)
+    """True when a training of ``model`` with ``scheme`` (None: the model's) runs on :class:`SplitDatasetLoss`: the
+    built-in family and colour models, and any model whose UFL compiles for the grid
+    (:class:`~fem_crossdiff.fast.generic.GenericSplitScheme`)."""
+    return (model.scheme if scheme is None else scheme) == "split" and on_grid(model)
 
 
 class SplitDatasetLoss:
@@ -44,7 +48,7 @@ class SplitDatasetLoss:
         self.misfit_kind, self.objective = misfit, objective
         H, W = shapes.pop()[:2]
         r = 2 ** int(refine)
-        self.scheme = SplitScheme(model, Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r), time, steps)
+        self.scheme = split_scheme(model, Grid(((H - 1) * r + 1, (W - 1) * r + 1), 1.0 / r), time, steps)
         mine = [i for i in range(self.n) if i % comm.size == comm.rank]
         self.data = [(interpolant(pairs[i][0], r), interpolant(pairs[i][1], r)) for i in mine]
         self.evaluations = 0
