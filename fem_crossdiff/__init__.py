@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "InputError": "errors", "ImageError": "errors", "ModelError": "errors",
-    "denoise": "fem", "Evolution": "fem", "EvolutionError": "fem", "image_mesh": "fem", "image_to_function": "fem",
+    "denoise": "fem", "deblur": "fem", "inpaint": "fem", "upscale": "fem",
+    "Evolution": "fem", "EvolutionError": "fem", "image_mesh": "fem", "image_to_function": "fem",
     "function_to_image": "fem",
     "read_image": "imaging", "write_image": "imaging", "psnr": "imaging", "ssim": "imaging",
     "gaussian_noise": "imaging", "speckle_noise": "imaging", "estimate_sigma255": "imaging",

@@ -32,13 +32,13 @@ import time
 import traceback
 import warnings
 
-from . import bench, denoise, evaluate, models, studies, train
+from . import bench, denoise, evaluate, models, restore, studies, train
 from ..resources import launched_by_mpi, mpi_world
 from .common import rank0
 
 __all__ = ["main", "build_parser", "version"]
 
-COMMANDS = (models, denoise, train, evaluate, bench, studies)
+COMMANDS = (models, denoise, restore, train, evaluate, bench, studies)
 
 #: Seconds a rank that failed waits at the end for the other ranks (which may fail alike a little later, or finish)
 #: before it ends the run itself (``MPI_Abort``): a rank failing alone never leaves the others hanging.

@@ -1,6 +1,7 @@
 """Where the models stand: the public test-crop table (:mod:`.testcrops`), held-out validation on training pictures
-(:mod:`.validation`, how models are chosen), the classic models' tuned parameters (:mod:`.tuned`) and the speed
-and memory benchmarks (:mod:`.bench`)."""
+(:mod:`.validation`, how models are chosen), the classic models' tuned parameters (:mod:`.tuned`), the speed
+and memory benchmarks (:mod:`.bench`) and deblurring, inpainting and upscaling beside their anchors
+(:mod:`.restoration`)."""
 from ..lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
@@ -8,4 +9,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "evaluate": "testcrops", "print_table": "testcrops",
     "tuned_classic": "tuned", "tuned_levels": "tuned", "tuned_tv_weight": "tuned",
     "HELDOUT": "validation", "print_validation": "validation", "validate": "validation",
+    "evaluate_task": "restoration", "print_task_table": "restoration", "heldout": "restoration",
+    "print_heldout": "restoration",
 })

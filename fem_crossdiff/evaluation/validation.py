@@ -5,6 +5,7 @@ import numpy as np
 from ..errors import InputError
 from ..fem import denoise
 from ..imaging.data import COLOUR_TRAIN_IMAGES, TRAIN_IMAGES
+from ..imaging.baselines import tv_oracle as tv_oracle_denoise
 from ..imaging.metrics import psnr
 from ..learned import HELDOUT
 from ..learning.pairs import training_pairs
@@ -23,17 +24,25 @@ def _training_seeds(provenance):
 
 
 def validate(models, sigma255, images=None, refine=0, log=print, colour=False, noise="gaussian", looks=10.0,
-             **crops):
+             tv_oracle=False, **crops):
     """Held-out PSNR, ``{label: [{picture: mean PSNR over its crops}, …]}`` (the list: the pixel mesh, then each
     refinement up to ``refine``) on the crops ``training_pairs(images, sigma255, **HELDOUT)`` (``crops`` overrides
     ``patch``, ``per_image``, ``seed``; ``colour``: of the colour training pictures; ``noise="speckle"``: with
-    speckle of ``looks``). Refuses a model trained with the same seed (its own crops)."""
+    speckle of ``looks``). Refuses a model trained with the same seed (its own crops). ``tv_oracle``: first a
+    reference row, ``"TV (oracle)"``: TV-Chambolle with the weight best on each crop (Gaussian noise only; one
+    column: it has no mesh)."""
     crops = {**HELDOUT, **crops}
     if refine < 0:
         raise InputError(f"refine = {refine}; expected 0 (the pixel mesh) or more")
     images = list(images or (COLOUR_TRAIN_IMAGES if colour else TRAIN_IMAGES))
     pairs = training_pairs(images, sigma255, colour=colour, noise=noise, looks=looks, **crops)
     scores = {}
+    if tv_oracle:
+        if noise != "gaussian":
+            raise InputError("the TV-oracle reference is for Gaussian noise; drop it for speckle")
+        axis = -1 if colour else None
+        psnrs = [psnr(clean, tv_oracle_denoise(clean, noisy, channel_axis=axis)[0]) for clean, noisy in pairs]
+        scores["TV (oracle)"] = [dict(zip(images, np.reshape(psnrs, (len(images), -1)).mean(axis=1)))]
     for label, m in models.items():
         m = load_model(m) if isinstance(m, str) else m
         if crops["seed"] in _training_seeds(m.provenance):
