@@ -17,7 +17,11 @@ RUNS = {"denoise_classic.py": (["--quick"], False),
         "refinement_study.py": (["--quick"], False),
         "adjoint_study.py": (["--quick"], True),
         "third_component.py": (["--quick"], True),
-        "photographs.py": (["--quick"], False)}
+        "photographs.py": (["--quick"], False),
+        "restoration.py": (["--quick"], False),
+        # each also run by tests/test_learn_your_data.py in the default suite
+        "learn_your_data.py": (["--quick"], True),
+        "train_memory.py": (["--count", "6", "--size", "40", "--folder", "imgs"], True)}
 
 
 def test_every_demo_is_listed():

@@ -4,6 +4,7 @@ optionally choosing the iterate best on validation images (see ``fem_crossdiff/l
 your own images"), by full-batch L-BFGS-B or by Adam on minibatches of patches drawn afresh each epoch ("Stochastic
 training")."""
 from ..learning.settings import ADAM_DEFAULTS, LR_SCHEDULES, MISFITS, OBJECTIVES, OPTIMISERS
+from ..learning.stability import STABILITIES
 from ..model.base import SCHEME_NAMES
 from .common import checkpoints_option, say
 
@@ -62,6 +63,17 @@ def add_parser(sub):
     s.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help=f"--optimiser adam: step size over the run: constant, or cosine from --lr down to 0 over "
                         f"--epochs (default {ADAM_DEFAULTS['lr_schedule']})")
+    s.add_argument("--stability", choices=STABILITIES, default="box",
+                   help="box: every iterate in the parameters' box, which certifies ellipticity (default); "
+                        "augmented-lagrangian: the ellipticity certificate of every stage kept >= --stability-eps as "
+                        "a constraint with multipliers (a wider box; the built-in family only), the model saved "
+                        "feasible")
+    s.add_argument("--stability-eps", type=float, metavar="EPS",
+                   help="--stability augmented-lagrangian: the certificate's least value, 0 < EPS <= 0.02 (default "
+                        "5e-5, the margin the box guarantees)")
+    s.add_argument("--patience", type=int, metavar="K",
+                   help="stop when the validation loss has not improved for K epochs (Adam) or K accepted iterates "
+                        "(L-BFGS-B); needs --val or --val-fraction (default: no early stop)")
     s.add_argument("--seed", type=int, default=0, help="random seed of the patches and their noise (default 0)")
     s.add_argument("--misfit", choices=MISFITS, default="L2",
                    help="L2: exact L2 norm of the Q1 error (default); pixels: mean squared pixel error")
@@ -122,5 +134,6 @@ def run(args):
           scheme=args.scheme, rescale=args.rescale, pairs=args.pairs, val=args.val,
           val_fraction=args.val_fraction, optimiser=args.optimiser, epochs=args.epochs, batch=args.batch,
           lr=args.lr, lr_schedule=args.lr_schedule, synthetic=args.synthetic, synthetic_only=args.synthetic_only,
+          stability=args.stability, stability_eps=args.stability_eps, patience=args.patience,
           progress=TimeLeft() if args.optimiser == "lbfgsb" else None)       # Adam's epoch lines carry an ETA
 

@@ -17,7 +17,12 @@ the finite-element path: no re-pointing is needed). Every iterate is clipped int
 so the certificate holds throughout. After each epoch the validation loss is evaluated, the state (model, Adam's
 moments and step count, the epoch: the random state is the epoch number, since each epoch's patches and order are
 drawn from (seed, epoch)) is written to the resume file and the training curve to ``OUT.curve.csv``; the model saved
-is the epoch best on validation, or the last one. Memory holds one epoch's patches (and the validation set)."""
+is the epoch best on validation, or the last one. Memory holds one epoch's patches (and the validation set).
+
+Stability (``stability``): every iterate in the box (default), or the certificate of every stage kept >= eps by an
+augmented Lagrangian (:mod:`.stability`): rounds of inner minimisation by either optimiser, each followed by the
+update of the multipliers and the penalty, the model saved feasible. Early stopping (``patience``): the run ends
+when validation has not improved for that many epochs or accepted iterates."""
 import fcntl
 import json
 import os
@@ -43,6 +48,8 @@ from .settings import ADAM_DEFAULTS, LR_SCHEDULES, OPTIMISERS
 from .datasets import VAL_SEED, Picture, Synthetic, held_out, image_sources, pair_sources, synthetic_sources
 from .pairs import pair_patches, training_pairs
 from .split_loss import SplitDatasetLoss, uses_split_path
+from .stability import (AL_INNER, AL_TOL, STABILITIES, AugmentedLagrangian, SmoothCertificate, al_bounds, anchor,
+                        check_eps, feasible_point, refuse_model)
 from .parametrisation import bounds, flat_names, learned_template, pack, unpack, with_modulation, with_psi
 
 __all__ = ["train", "ResumeFile", "RunLock"]
@@ -169,7 +176,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
           modulation=15, psi=0, checkpoints="all", log=print, command=None, model=None, noise="gaussian",
           looks=10.0, colour=False, scheme=None, rescale=False, progress=None, pairs=None, val=None,
           val_fraction=None, optimiser="lbfgsb", epochs=None, batch=None, lr=None, lr_schedule=None, synthetic=None,
-          synthetic_only=False):
+          synthetic_only=False, stability="box", stability_eps=None, patience=None):
     r"""Learn a model and save it to ``out`` (JSON). Returns (model, history). ``misfit``, ``objective``: see
     :data:`~.settings.MISFITS`, :data:`~.settings.OBJECTIVES`; ``modulation``: RBF centres of the factor
     :math:`h_{11}(v)` of the :math:`u`-diffusivity (0: none; see :func:`with_modulation`; an ``init`` model that
@@ -225,6 +232,18 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
     val loss, seconds) goes to ``OUT.curve.csv`` (and a plot to ``OUT.curve.png``). Adam's options with L-BFGS-B,
     and ``maxiter`` with Adam, are refused.
 
+    ``stability``: ``"box"`` (default: every iterate in the box of :data:`~.parametrisation.BOUNDS`, certified by
+    it) or ``"augmented-lagrangian"``: the certificate of every stage kept :math:`\ge` ``stability_eps`` (default
+    :data:`~.stability.BOX_MARGIN`, the box's own margin) as a constraint with multipliers, within a wider box
+    (:mod:`.stability`, the maths there; the built-in family only): an outer update of the multipliers and penalty
+    every :data:`~.stability.AL_INNER` L-BFGS-B iterations or every Adam epoch, the model saved feasible (the last
+    iterate backtracked towards a feasible one if it misses, said in a line), only feasible iterates chosen on
+    validation; the log, the history and the provenance (``stability``) record the multipliers ``mu``, the penalty
+    ``r`` and the certificate.
+
+    ``patience``: with validation only, stop when the validation loss has not improved for this many epochs (Adam)
+    or accepted iterates (L-BFGS-B); said in a line, recorded as ``stopped_early_at`` in the provenance.
+
     ``progress``: called on rank 0 after every iteration (Adam: every epoch) with its history entry (``iteration``,
     ``elapsed`` seconds since the run began, resumed runs included) and ``maxiter`` (Adam: ``epochs``; the command
     line prints an estimate of the time left from it)."""
@@ -275,6 +294,18 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         if lr_schedule not in LR_SCHEDULES:
             raise InputError(f"--lr-schedule {lr_schedule}: expected one of {', '.join(LR_SCHEDULES)}")
     adam = optimiser == "adam"
+    if stability not in STABILITIES:
+        raise InputError(f"--stability {stability}: expected one of {', '.join(STABILITIES)}")
+    if stability == "box" and stability_eps is not None:
+        raise InputError(f"--stability-eps {stability_eps}: the margin of --stability augmented-lagrangian (the box "
+                         "has its own); add --stability augmented-lagrangian or drop it")
+    constrained = stability == "augmented-lagrangian"
+    eps = check_eps(stability_eps) if constrained else None
+    if patience is not None:
+        check_counts(patience=(patience, 1))
+        if not val and val_fraction is None:
+            raise InputError(f"--patience {patience}: stops when the validation loss stops improving; give "
+                             "validation images (--val) or a share held out (--val-fraction)")
     check_counts(maxiter=(maxiter, 1), modulation=(modulation, 0), psi=(psi, 0),  # --patch, --per-image: training_pairs
                  **({} if init or user else dict(stages=(stages, 1), steps=(steps, 1), centres=(centres, 1))))
     if not init and not user and stages > steps:
@@ -308,6 +339,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         settings["scheme"] = check_scheme(scheme, "--scheme")
     if rescale:
         settings["rescale"] = True
+    if constrained:
+        settings["stability"] = dict(name=stability, eps=eps)
+    if patience is not None:
+        settings["patience"] = int(patience)
     if adam:                           # not --epochs: a resumed run may go on to more epochs
         settings["optimiser"] = dict(name="adam", batch=batch, lr=float(lr), lr_schedule=lr_schedule)
     if user:
@@ -315,6 +350,12 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 else model.name)
         settings.update(model=spec, modulation=0,
                         stages=len(model.stages), steps=model.steps, time=model.time, centres=None)
+    if constrained and colour:
+        raise InputError("--stability augmented-lagrangian: needs the built-in family's certificate "
+                         "(differentiable); a colour model's learned chroma enters it only through d_c > 0, a box "
+                         "already: use --stability box")
+    if constrained and user:
+        refuse_model(model)
     if os.path.exists(out):
         raise InputError(f"{out}: exists; choose another --out or remove it (it is never overwritten; to train a "
                          "finished model further, start a new run with --init)")
@@ -403,7 +444,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
 
         loss = dataset_loss(data)
         val_loss = dataset_loss(val_data) if val_data else None
-        x0, box = pack(model), bounds(model)
+        if constrained:
+            refuse_model(model)
+        x0, box = pack(model), (al_bounds(model) if constrained else bounds(model))
         x0 = np.clip(x0, [b[0] for b in box], [b[1] for b in box])
         if isinstance(model, ColourModel):     # the luma block is the grey model for σ/√3: only chroma is learned
             frozen = set(model.luma.parameter_names)
@@ -414,6 +457,22 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
         size = np.maximum(np.abs(x0), 0.01 * (hi - lo)) if rescale else np.ones_like(x0)
         size[size == 0] = 1.0                                  # a frozen parameter at 0
         saved = ckpt.adam_state(state, len(x0)) if adam and resume else None
+        al = AugmentedLagrangian(SmoothCertificate(model), eps) if constrained else None
+        if al is not None and resume:
+            al.load(state.get("al"), f"{ckpt.path}: field \"al\"")
+
+        def feasible(x):
+            """Whether the model at ``x`` is certified: always in the box; with the augmented Lagrangian, its true
+            certificate >= eps."""
+            return al is None or model.with_stages(unpack(model, x)).certificate() >= eps
+
+        def al_entry(entry):
+            """The augmented Lagrangian's state into a history ``entry``, and the text the log line shows."""
+            if al is None:
+                return ""
+            entry.update(mu=al.mu.tolist(), r=al.r)
+            return f"  AL max mu {max(al.mu):.2e} r {al.r:.0e}"
+        stopped = dict(at=None)
         if saved:                # Adam's units and gradient scale are those of the run's start: its moments use them
             size, scale = saved["size"], saved["scale"] or 1.0
         initial = state["initial_loss"] if resume else J0
@@ -423,7 +482,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             folder = os.path.dirname(os.path.abspath(out))
             best.update(state["best"], x=pack(model_from_dict(state["best"]["model"], ckpt.path, folder, file=True)))
         elif val_loss is not None:
-            best.update(iteration=0, val_loss=initial_val, x=np.array(x0),
+            best.update(iteration=0, val_loss=initial_val, x=np.array(x0), feasible=feasible(x0),
                         model=model_dict(model.with_stages(unpack(model, x0)), out))
         t0 = time.perf_counter() - t_used
         last = {}
@@ -435,8 +494,9 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                 return ""
             Jv = val_loss.loss(xk)
             entry.update(val_loss=Jv, val_psnr=val_loss.psnr(Jv))
-            if Jv < best["val_loss"]:
-                best.update(iteration=entry["iteration"], val_loss=Jv, x=np.array(xk), model=model_dict(current, out))
+            if feasible(xk) and (Jv < best["val_loss"] or not best.get("feasible", True)):
+                best.update(iteration=entry["iteration"], val_loss=Jv, x=np.array(xk), model=model_dict(current, out),
+                            feasible=True)
             return f"  val PSNR {entry['val_psnr']:6.2f} dB"
 
         def save_state(current, entry, **more):
@@ -452,7 +512,20 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             x = y * size
             J, g = loss.loss_and_gradient(x)
             last.update(x=x, J=J, g=g)
-            return J / scale, g * size / scale
+            if al is None:
+                return J / scale, g * size / scale
+            P, dP = al.penalty(x)                     # the augmented Lagrangian: L = J/scale + penalty
+            last["g"] = g + scale * dP
+            return J / scale + P, (g / scale + dP) * size
+
+        def patience_over(entry, what):
+            """True (said in a line) when validation has not improved for ``patience`` epochs or iterates."""
+            if patience is None or entry["iteration"] - best["iteration"] < patience:
+                return False
+            stopped["at"] = entry["iteration"]
+            log(f"early stop at {what} {entry['iteration']}: the validation loss has not improved for {patience} "
+                f"{what}s (best: {what} {best['iteration']})")
+            return True
 
         def callback(intermediate_result):
             xk, J = intermediate_result.x * size, intermediate_result.fun * scale
@@ -461,13 +534,44 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             entry = dict(iteration=len(history) + 1, loss=J, psnr=loss.psnr(J), grad=pg,
                          certificate=current.certificate() or box_alpha, elapsed=time.perf_counter() - t0,
                          peak_mb=peak_memory_mb(MPI.COMM_WORLD))
-            shown = judge(entry, xk, current)
+            shown = judge(entry, xk, current) + al_entry(entry)
             history.append(entry)
             log(f"it {entry['iteration']:4d}  loss {J:.6e}  PSNR {entry['psnr']:6.2f} dB{shown}  |proj grad| {pg:.2e}  "
                 f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  peak {entry['peak_mb']:.0f} MiB")
             if progress is not None and rank0:
                 progress(entry, maxiter)
-            save_state(current, entry)
+            save_state(current, entry, **({} if al is None else dict(al=al.state())))
+            if patience_over(entry, "iteration"):
+                raise StopIteration                   # scipy ends the minimisation, returning this iterate
+
+        def outer_update(x, what):
+            """The augmented Lagrangian's outer update at ``x`` (said in a line, kept in the resume file)."""
+            info = al.update(x)
+            log(f"AL round {al.rounds} after {what} {len(history)}: min h {info['h_min']:+.3e} (certificate/eps - 1), "
+                f"infeasibility {info['V']:.2e}, max mu {max(info['mu']):.3e}, r {info['r']:.0e}")
+            if history:
+                history[-1]["al_round"] = dict(info, round=al.rounds)
+                save_state(model.with_stages(unpack(model, x)), history[-1],
+                           **({"adam": adam_state[0]} if adam_state else {}), al=al.state())
+            return info
+        adam_state = [None]
+
+        def lbfgsb_run():
+            """L-BFGS-B to ``maxiter``; with the augmented Lagrangian, rounds of :data:`~.stability.AL_INNER`
+            iterations each followed by the outer update, until converged and feasible; returns the last iterate."""
+            y = x0 / size
+            while len(history) < maxiter and stopped["at"] is None:
+                done = len(history)
+                budget = maxiter - done if al is None else min(AL_INNER, maxiter - done)
+                res = minimize(fun, y, jac=True, method="L-BFGS-B", bounds=list(zip(lo / size, hi / size)),
+                               callback=callback, options=dict(maxiter=budget, maxcor=20, ftol=1e-12, gtol=1e-8))
+                y = res.x
+                if al is None or stopped["at"] is not None:
+                    break
+                info = outer_update(np.clip(y * size, lo, hi), "iteration")
+                if len(history) == done or (len(history) - done < budget and info["V"] <= AL_TOL):
+                    break
+            return np.clip(y * size, lo, hi)
 
         what = ("real noisy/clean pairs" if pairs is not None else f"speckle of {looks:g} looks" if noise == "speckle"
                 else f"σ={sigma255:g}")
@@ -506,7 +610,10 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                     counts["gradients"] += 1
                     Js.append(J)
                     ns.append(len(chosen))
-                    y = opt.step(y, g * size / scale, step_size(lr, lr_schedule, opt.t + 1, total))
+                    gy = g * size / scale
+                    if al is not None:                # the penalty's gradient (exact: no minibatch in it)
+                        gy = gy + al.penalty(y * size)[1] * size
+                    y = opt.step(y, gy, step_size(lr, lr_schedule, opt.t + 1, total))
                 del patches
                 xk = np.clip(y * size, lo, hi)
                 current = model.with_stages(unpack(model, xk))
@@ -516,17 +623,22 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
                              lr=step_size(lr, lr_schedule, opt.t, total),
                              certificate=current.certificate() or box_alpha, elapsed=now - t0,
                              peak_mb=peak_memory_mb(MPI.COMM_WORLD))
-                shown = judge(entry, xk, current)
+                shown = judge(entry, xk, current) + al_entry(entry)
                 history.append(entry)
                 eta = (now - t_run) / (epoch + 1 - done) * (epochs - epoch - 1)
                 log(f"epoch {epoch + 1}/{epochs}  train loss {Jt:.6e}  PSNR {entry['psnr']:6.2f} dB{shown}  "
                     f"ellipticity {entry['certificate']:.3e}  {entry['elapsed']:7.1f} s  ETA {_duration(eta)}  "
                     f"peak {entry['peak_mb']:.0f} MiB")
-                save_state(current, entry, adam=dict(opt.state(), y=y.tolist(), size=size.tolist(), scale=scale))
+                adam_state[0] = dict(opt.state(), y=y.tolist(), size=size.tolist(), scale=scale)
+                save_state(current, entry, adam=adam_state[0], **({} if al is None else dict(al=al.state())))
+                if al is not None:
+                    outer_update(xk, "epoch")
                 if rank0:
                     _write_curve(curve, initial, initial_val, history)
                 if progress is not None and rank0:
                     progress(entry, epochs)
+                if patience_over(entry, "epoch"):
+                    break
             return np.clip(y * size, lo, hi)
 
         counts, n_patches, psnr_of = dict(gradients=0), len(data), loss.psnr
@@ -541,11 +653,7 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             if adam:
                 x = adam_run()
             else:
-                res = minimize(fun, x0 / size, jac=True, method="L-BFGS-B", bounds=list(zip(lo / size, hi / size)),
-                               callback=callback,
-                               options=dict(maxiter=maxiter - len(history), maxcor=20, ftol=1e-12, gtol=1e-8)
-                               ) if len(history) < maxiter else None
-                x = np.clip(res.x * size, lo, hi) if res else pack(model)
+                x = lbfgsb_run()
         except KeyboardInterrupt:
             interrupted = True
             if history:
@@ -557,6 +665,14 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             x = pack(model_from_dict(ckpt.load()["model"], ckpt.path, folder, file=True)) if history else x0
         if best and not interrupted:                    # the iterate best on validation (0: the start)
             x = np.clip(best["x"], lo, hi)
+        moved = None
+        if al is not None and not interrupted:       # end feasible: backtrack towards a feasible point if needed
+            start_ok = feasible(x0)
+            x, moved = feasible_point(x, x0 if start_ok else anchor(model, x0), feasible)
+            if moved < 1:
+                log(f"the last iterate's certificate is below eps = {eps:g}: moved back {1 - moved:.3g} of the way "
+                    f"to {'the start' if start_ok else 'a feasible anchor (d11, d22 >= 1, rho = 0)'} (certificate "
+                    f"{model.with_stages(unpack(model, x)).certificate():.3e})")
         final = model.with_stages(unpack(model, x))
         if adam:                       # the final loss on the patches of the initial one (epoch 0's)
             data = epoch_patches(0) if data is None else data
@@ -576,6 +692,16 @@ def train(out, *, images=None, sigma255=25.0, patch=64, per_image=2, stages=3, s
             final.provenance["data"]["val"] = [_named(s) for s in val_sources]
         if adam:
             final.provenance.update(optimiser=dict(settings["optimiser"], epochs=epochs), epochs=len(history))
+        if al is not None:
+            c_smooth = al.certificate.values_and_gradients(x)[0]
+            final.provenance["stability"] = dict(al.state(), name="augmented-lagrangian",
+                                                 certificate=final.certificate(), smooth_certificates=c_smooth.tolist(),
+                                                 projected_fraction=moved)
+            if not interrupted and not final.certificate() >= eps:
+                raise AssertionError(f"augmented Lagrangian: the saved model's certificate {final.certificate():g} "
+                                     f"< eps {eps:g}")
+        if patience is not None:
+            final.provenance.update(patience=int(patience), stopped_early_at=stopped["at"])
         if init:
             final.provenance["init_provenance"] = init_provenance  # the chain of runs behind the model
         final.check_elliptic(out)
